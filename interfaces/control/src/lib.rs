@@ -1,0 +1,10 @@
+//! Control messages: the typed, variable-size traffic between components
+//! that is not packets (clients coming and going, policy updates, connection
+//! kills). Each travels postcard-encoded in a byte ring; the message type's
+//! name is what `system.toml` declares for the ring.
+//!
+//! One module per conversation; every message type has a `NAME` constant
+//! used for port declarations.
+#![no_std]
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
