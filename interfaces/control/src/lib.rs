@@ -8,3 +8,7 @@
 #![no_std]
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
+
+pub mod clients;
+
+pub use clients::ClientEvent;
