@@ -36,7 +36,7 @@ impl Ports for EchoPorts {
         PortDecl::tx("input_free", "PacketDesc"),
         PortDecl::tx("output", "PacketDesc"),
         PortDecl::rx("output_free", "PacketDesc"),
-        PortDecl::pool("pool"),
+        PortDecl::pool_ro("pool"),
     ];
 
     fn bind<B: Binder>(b: &mut B) -> Result<Self, BindError> {

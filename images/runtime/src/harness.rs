@@ -114,6 +114,14 @@ impl Harness {
         moat_ring::spsc::scribble_indices(&port.region, prod, cons).expect("a ring port");
     }
 
+    /// Device memory of `len` bytes for port `name`; the test keeps a view of
+    /// the same region to play the outside party.
+    pub fn device(&mut self, name: &'static str, device: &str, len: usize) -> Region {
+        let region = Region::alloc_zeroed(len);
+        self.add(name, PortKind::Device, device, region, 0);
+        region
+    }
+
     /// The channel of port `name` (to check what the component signalled).
     pub fn channel(&self, name: &str) -> Channel {
         self.ports.get(name).unwrap_or_else(|| panic!("no port {name}")).channel
@@ -174,6 +182,14 @@ impl Binder for Harness {
         // SAFETY: the region was sized for this geometry; ownership is shared
         // with the test under the descriptor rule.
         unsafe { Pool::attach(p.region, geometry) }.map_err(|_| BindError::Layout(name))
+    }
+
+    fn device<D: moat_ring::Device>(&mut self, name: &'static str) -> Result<(D, Channel), BindError> {
+        let p = self.take(name, PortKind::Device, D::NAME)?;
+        // SAFETY: the harness made this region for this port alone; the test
+        // that keeps the other view plays the outside party.
+        let device = unsafe { D::attach(p.region) }.map_err(|_| BindError::Layout(name))?;
+        Ok((device, p.channel))
     }
 
     fn state<T: zerocopy::FromBytes + zerocopy::IntoBytes + zerocopy::KnownLayout + zerocopy::Immutable>(

@@ -15,6 +15,10 @@ pub enum PortKind {
     Pool,
     /// A private state region (tables sized from the configuration).
     State,
+    /// Device memory shared with something outside moat (XenStore ring,
+    /// console ring), wrapped by its interface crate, with a channel bound
+    /// to the outside party's notifications (a Xen event channel).
+    Device,
 }
 
 /// One port as a component declares it. `system.toml` must wire every `Rx`
@@ -26,26 +30,37 @@ pub struct PortDecl {
     /// Kind.
     pub kind: PortKind,
     /// Message type name for rings (`PacketDesc`, or a control message name
-    /// for byte rings); empty for pools and state.
+    /// for byte rings), device type for devices; empty for pools and state.
     pub message: &'static str,
+    /// For pools: whether the component writes the buffers. `system.toml`
+    /// may not map a pool writable for a component that only reads it.
+    pub writable: bool,
 }
 
 impl PortDecl {
     /// A ring input.
     pub const fn rx(name: &'static str, message: &'static str) -> Self {
-        PortDecl { name, kind: PortKind::Rx, message }
+        PortDecl { name, kind: PortKind::Rx, message, writable: false }
     }
     /// A ring output.
     pub const fn tx(name: &'static str, message: &'static str) -> Self {
-        PortDecl { name, kind: PortKind::Tx, message }
+        PortDecl { name, kind: PortKind::Tx, message, writable: false }
     }
-    /// A pool.
-    pub const fn pool(name: &'static str) -> Self {
-        PortDecl { name, kind: PortKind::Pool, message: "" }
+    /// A pool the component only reads.
+    pub const fn pool_ro(name: &'static str) -> Self {
+        PortDecl { name, kind: PortKind::Pool, message: "", writable: false }
+    }
+    /// A pool the component writes.
+    pub const fn pool_rw(name: &'static str) -> Self {
+        PortDecl { name, kind: PortKind::Pool, message: "", writable: true }
     }
     /// A private state region.
     pub const fn state(name: &'static str) -> Self {
-        PortDecl { name, kind: PortKind::State, message: "" }
+        PortDecl { name, kind: PortKind::State, message: "", writable: true }
+    }
+    /// A device of type `device` (its `Device::NAME`).
+    pub const fn device(name: &'static str, device: &'static str) -> Self {
+        PortDecl { name, kind: PortKind::Device, message: device, writable: true }
     }
 }
 
@@ -82,6 +97,9 @@ pub trait Binder {
     fn msg_tx(&mut self, name: &'static str, message: &'static str) -> Result<MsgTx, BindError>;
     /// The pool mapped as `name`.
     fn pool(&mut self, name: &'static str) -> Result<Pool, BindError>;
+    /// The device wired to port `name`, and the channel its outside party
+    /// signals on (notify that channel to signal it back).
+    fn device<D: moat_ring::Device>(&mut self, name: &'static str) -> Result<(D, crate::Channel), BindError>;
     /// `count` zeroed items of private state, for the life of the component.
     /// (The `'static` borrow comes from memory the runtime set aside for this
     /// port alone, not from `name`.)

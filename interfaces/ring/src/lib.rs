@@ -59,6 +59,24 @@ impl Message for PacketDesc {
     const NAME: &'static str = "PacketDesc";
 }
 
+/// Memory a component reaches through a device port: a page shared with
+/// something outside moat (the XenStore ring, the console ring, …), wrapped by
+/// the interface crate that knows its protocol.
+///
+/// The runtime attaches devices; components only ever see the safe wrapper.
+pub trait Device: Sized {
+    /// The name `system.toml` and port declarations use for this device type.
+    const NAME: &'static str;
+
+    /// Wraps the device memory.
+    ///
+    /// # Safety
+    ///
+    /// `region` must be the device's memory, valid for the rest of the
+    /// program, and this must be the only handle on this side of it.
+    unsafe fn attach(region: Region) -> Result<Self, RegionError>;
+}
+
 /// Whether the peer must be woken after a publish or release.
 ///
 /// Returned instead of acting, so that the caller batches notifications and a
