@@ -62,7 +62,7 @@ impl Run {
     /// Whether the scenario printed `TESTBED-CHECK ok <name>`.
     pub fn check_ok(&self, name: &str) -> bool {
         let want = format!("TESTBED-CHECK ok {name}");
-        self.markers.iter().any(|m| *m == want)
+        self.markers.contains(&want)
     }
 
     /// The failed checks, as printed.
