@@ -26,7 +26,7 @@ pub static COMPONENTS: &[Entry] = &[Entry::of::<moat_echo::Echo>("components/ech
 
 /// The entry whose crate is at `crate_path` (as written in `system.toml`).
 pub fn find(crate_path: &str) -> Option<&'static Entry> {
-    let path = crate_path.trim_end_matches('/');
+    let path = crate_path.trim_start_matches("./").trim_end_matches('/');
     COMPONENTS.iter().find(|e| e.crate_path == path)
 }
 
@@ -167,7 +167,7 @@ mod tests {
     fn every_entry_is_found_by_its_path() {
         for e in COMPONENTS {
             assert!(std::ptr::eq(find(e.crate_path).unwrap(), e));
-            assert!(std::ptr::eq(find(&format!("{}/", e.crate_path)).unwrap(), e));
+            assert!(std::ptr::eq(find(&format!("./{}/", e.crate_path)).unwrap(), e));
         }
         assert!(find("components/nope").is_none());
     }
