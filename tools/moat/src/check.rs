@@ -16,7 +16,7 @@ use moat_system::model::{Caps, Component, Owner, Port, PortKind, System, Wire};
 #[derive(clap::Args)]
 pub struct Args {
     /// The system description to check.
-    #[arg(default_value = "system.toml")]
+    #[arg(value_name = "SYSTEM_TOML", default_value = "system.toml")]
     system: PathBuf,
 }
 

@@ -13,7 +13,7 @@ mod check;
 
 /// moat: a firewall VM for Qubes OS built from small isolated components.
 #[derive(Parser)]
-#[command(name = "moat", version, about)]
+#[command(name = "moat", version)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
