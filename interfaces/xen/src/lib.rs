@@ -20,12 +20,17 @@
 //! | [`console`] | `io/console.h` |
 //! | [`xs_wire`] | `io/xs_wire.h` |
 //!
+//! [`xenstore`] builds the XenStore protocol on `xs_wire`: paths,
+//! permissions, every message, a streaming decoder, and the domain ring page
+//! as a [`moat_ring::Device`].
+//!
 //! These types describe memory Xen or another domain may write at any time:
 //! they give layouts and offsets, not permission to hold references into
 //! shared pages. Code that touches a shared page copies in and out with
 //! volatile or atomic accesses.
-#![no_std]
+#![cfg_attr(not(test), no_std)]
 #![deny(missing_docs)]
+#![deny(unsafe_code)]
 
 pub mod console;
 pub mod evtchn;
@@ -36,6 +41,7 @@ pub mod ring;
 pub mod shared_info;
 pub mod start_info;
 pub mod xenbus;
+pub mod xenstore;
 pub mod xs_wire;
 
 /// A domain id (`domid_t`).
