@@ -45,9 +45,18 @@ wait_gone() {
   return 1
 }
 
-# leaves_nothing NAME DOMID: no domain, no XenStore entries, nothing in the
-# backend directories that mentions the domain.
+# leaves_nothing NAME DOMID: within 10 s, no domain, no XenStore entries,
+# nothing in the backend directories that mentions the domain. (xl's
+# reaper tears the device backends down just after the domain dies.)
 leaves_nothing() {
+  end=$(($(now_ms) + 10000))
+  while [ "$(now_ms)" -lt "$end" ]; do
+    nothing_left "$1" "$2" && return 0
+    sleep 0.2
+  done
+  return 1
+}
+nothing_left() {
   ! xl domid "$1" >/dev/null 2>&1 &&
     ! xenstore-exists "/local/domain/$2" &&
     ! xenstore-exists "/libxl/$2" &&
@@ -55,8 +64,9 @@ leaves_nothing() {
     ! xl list | awk 'NR > 1 { print $2 }' | grep -qx "$2"
 }
 
-# linux_guest NAME [EXTRA-CMDLINE]: write an xl config for the small Linux
-# guest (PVH, Debian's kernel, busybox initramfs) and print its path.
+# linux_guest NAME [EXTRA-CMDLINE [EXTRA-CONFIG-LINE]]: write an xl config
+# for the small Linux guest (PVH, Debian's kernel, busybox initramfs) and
+# print its path.
 # tsc_early_khz: Xen already knows the TSC's rate; without it Linux
 # calibrates against the emulated PIT, which takes ~30 s under TCG.
 linux_guest() {
@@ -71,6 +81,7 @@ memory = 256
 vcpus = 1
 on_poweroff = "destroy"
 on_crash = "destroy"
+$3
 CFG
   echo "/tmp/$1.cfg"
 }
@@ -80,8 +91,15 @@ CFG
 boot_timed() {
   t0=$(now_ms)
   if ! xl create "$2" >"/results/xl-create-$1.txt" 2>&1; then
-    fail "$1-create" "xl create: $(tail -n 3 "/results/xl-create-$1.txt")"
-    return 1
+    # xl 4.17's parent process sometimes aborts ("corrupted double-linked
+    # list") after its forked child has created the domain: that is the
+    # toolstack's bug, not the guest's, so judge by whether the domain exists.
+    if xl domid "$1" >/dev/null 2>&1; then
+      echo "TESTBED-NOTE $1: xl create exited non-zero but the domain exists: $(tail -n 1 "/results/xl-create-$1.txt")"
+    else
+      fail "$1-create" "xl create: $(tail -n 3 "/results/xl-create-$1.txt" | tr '\n' ' ')"
+      return 1
+    fi
   fi
   ok "$1-create"
   if wait_line "$(console_log "$1")" "$3" "$4"; then
@@ -91,4 +109,12 @@ boot_timed() {
     fail "$1-ready" "no line matching '$3' within $4 s"
     return 1
   fi
+}
+
+# bridge NAME CIDR: a dom0 bridge for guests' vifs (Linux netback), with
+# dom0's own address on it. Everything stays inside the emulated machine.
+bridge() {
+  ip link add "$1" type bridge &&
+    ip addr add "$2" dev "$1" &&
+    ip link set "$1" up
 }
