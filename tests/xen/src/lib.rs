@@ -26,19 +26,21 @@ pub struct Run {
 }
 
 /// Runs `scenario` (a script in `tests/xen/scenarios`, without `.sh`), packing
-/// each `(name, path)` of `files` as `/scenario/files/<name>` in dom0.
+/// each `(name, path)` of `files` as `/scenario/files/<name>` in dom0, with
+/// its logs in `tests/results/<results>`.
 ///
 /// Panics if the runner cannot be started; a failed scenario is not a panic
 /// here: the caller asserts the markers it expects.
-pub fn run_scenario(scenario: &str, files: &[(&str, &Path)]) -> Run {
+pub fn run_scenario(results: &str, scenario: &str, files: &[(&str, &Path)]) -> Run {
     let mut cmd = Command::new(xen_dir().join("scripts/run-scenario"));
+    cmd.arg("--results").arg(results);
     for (name, path) in files {
         cmd.arg("--file").arg(format!("{name}={}", path.display()));
     }
     cmd.arg(scenario);
     let out = cmd.output().expect("cannot start tests/xen/scripts/run-scenario");
     let output = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    let dir = results_root().join(scenario);
+    let dir = results_root().join(results);
     let text = std::fs::read_to_string(dir.join("markers.txt")).unwrap_or_default();
     Run { dir, markers: parse_markers(&text), output }
 }
