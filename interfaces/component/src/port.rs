@@ -318,4 +318,10 @@ impl MsgTx {
             cx.notify(self.ch);
         }
     }
+
+    /// Asks to be woken when the reader frees space (after a send that did
+    /// not fit); true if there is space now.
+    pub fn wait_space(&mut self) -> Result<bool, Fault> {
+        self.ring.arm_space().map_err(|_| self.fault())
+    }
 }

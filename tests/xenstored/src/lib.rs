@@ -494,6 +494,19 @@ impl XenStored {
         Ok(())
     }
 
+    /// Writes several keys as dom0 at once, as a toolstack transaction does:
+    /// watches fire only after all of them are in.
+    pub fn write_many(&mut self, kvs: &[(&str, &[u8])]) -> Result<(), XsdError> {
+        let mut changes = Vec::new();
+        for (k, v) in kvs {
+            changes.push(self.db.write(Who::DOM0, k, v)?);
+        }
+        for c in changes {
+            self.fire(&c);
+        }
+        Ok(())
+    }
+
     /// Makes a node as dom0.
     pub fn mkdir(&mut self, path: &str) -> Result<(), XsdError> {
         if let Some(c) = self.db.mkdir(Who::DOM0, path)? {
