@@ -313,6 +313,11 @@ impl Component for Xenstore {
                 }
             }
         }
+        // A send may have found the ring broken.
+        self.broken = p.conn.broken;
+        if self.broken.is_some() {
+            self.disconnected();
+        }
         // 5. Tell the rest of moat; ask to be woken when a full output
         //    frees up.
         self.deliver(p, cx)?;
