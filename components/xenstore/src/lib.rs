@@ -30,7 +30,7 @@
 //! broken ring index disconnects cleanly — every pending and later request
 //! fails with `Disconnected`, announced clients stay as they are, and the
 //! status shows why ([`conn`]).
-#![no_std]
+#![cfg_attr(not(test), no_std)]
 #![forbid(unsafe_code)]
 
 pub mod clients;
@@ -636,5 +636,20 @@ impl Xenstore {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The component and its ports are plain values the runtime keeps; keep
+    /// an eye on their size (no heap, so this is all the memory there is).
+    #[test]
+    fn sizes_stay_bounded() {
+        let (component, ports) = (core::mem::size_of::<Xenstore>(), core::mem::size_of::<XenstorePorts>());
+        std::println!("xenstore: component {component} bytes, ports {ports} bytes");
+        assert!(component < 40 * 1024, "component is {component} bytes");
+        assert!(ports < 8 * 1024, "ports are {ports} bytes");
     }
 }
