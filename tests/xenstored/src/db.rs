@@ -40,6 +40,8 @@ pub struct Change {
     pub path: String,
     /// The node was removed (with everything below it).
     pub removed: bool,
+    /// For a removal: every node that went, the node itself included.
+    pub gone: Vec<String>,
     /// Its permissions (before removal, for a removal).
     pub perms: Vec<Perm>,
     /// Its parent's permissions, if it has a parent.
@@ -195,7 +197,7 @@ impl Db {
 
     fn change(&self, path: &str, removed: bool, perms: Vec<Perm>) -> Change {
         let parent_perms = parent_of(path).and_then(|p| self.nodes.get(p)).map(|n| n.perms.clone());
-        Change { path: path.to_string(), removed, perms, parent_perms }
+        Change { path: path.to_string(), removed, gone: Vec::new(), perms, parent_perms }
     }
 
     /// `XS_WRITE`.

@@ -455,7 +455,8 @@ impl XenStored {
             for w in &conn.watches {
                 let epath = if is_child(c.path.as_bytes(), w.abs.as_bytes()) {
                     c.path.clone()
-                } else if c.removed && is_child(w.abs.as_bytes(), c.path.as_bytes()) {
+                } else if c.removed && c.gone.contains(&w.abs) {
+                    // A watched node removed with a parent: its own path.
                     w.abs.clone()
                 } else {
                     continue;

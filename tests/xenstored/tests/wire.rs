@@ -38,6 +38,13 @@ fn watches_fire_once_at_once_then_on_changes_below() {
     s.rm("/local/domain/5/backend").unwrap();
     a.pump(&mut s);
     assert_eq!(events(&mut a), [("backend/vif".into(), "t".into())], "removal of a parent reports the watch path");
+    a.call(&mut s, Request::Watch { path: p("nothere/x"), token: b"n" }, 0);
+    a.pump(&mut s);
+    a.events.clear();
+    s.write("/local/domain/5/nothere/y", b"").unwrap();
+    s.rm("/local/domain/5/nothere").unwrap();
+    a.pump(&mut s);
+    assert!(a.events.is_empty(), "a watched node that never existed is not reported removed");
     // Absolute watches get absolute paths; duplicates are refused.
     assert_eq!(a.call(&mut s, Request::Watch { path: p("/local/domain/5/x"), token: b"abs" }, 0), Owned::Ok);
     assert_eq!(
