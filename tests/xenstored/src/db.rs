@@ -235,13 +235,14 @@ impl Db {
         if !self.may_write(who, node) {
             return Err(XsdError::Eacces);
         }
-        let change = self.change(path, true, node.perms.clone());
+        let mut change = self.change(path, true, node.perms.clone());
         let doomed: Vec<String> =
             self.nodes.keys().filter(|k| is_child(k.as_bytes(), path.as_bytes())).cloned().collect();
-        for p in doomed {
-            self.nodes.remove(&p);
-            self.touch(&p);
+        for p in &doomed {
+            self.nodes.remove(p);
+            self.touch(p);
         }
+        change.gone = doomed;
         let name = leaf(path);
         self.nodes.get_mut(&parent).expect("parent of an existing node").children.retain(|c| c != name);
         self.touch(&parent);
