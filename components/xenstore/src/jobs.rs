@@ -90,6 +90,15 @@ pub enum Fail {
     TooLarge,
 }
 
+impl Fail {
+    /// Worth trying again soon: the store was slow or others were writing.
+    /// (Refusals and oversized values would fail the same way again, and a
+    /// broken connection stays broken: retrying those would only spin.)
+    pub fn is_transient(self) -> bool {
+        matches!(self, Fail::Timeout | Fail::Conflict)
+    }
+}
+
 /// Where a job is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Stage {

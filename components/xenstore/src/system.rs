@@ -305,7 +305,7 @@ impl System {
                 match result {
                     Ok(()) if value(0).is_some_and(|v| !v.is_empty()) => return Some(Task::ClearShutdown),
                     Ok(()) | Err(Fail::Store(XsdError::Enoent)) => {}
-                    Err(_) => self.shutdown_dirty = true,
+                    Err(f) => self.shutdown_dirty = f.is_transient(),
                 }
             }
             Task::ClearShutdown => {
@@ -319,7 +319,7 @@ impl System {
                         None => self.counts[SHUTDOWN_UNKNOWN] += 1,
                     },
                     (Ok(()), _) => {}
-                    (Err(_), _) => self.shutdown_dirty = true,
+                    (Err(f), _) => self.shutdown_dirty = f.is_transient(),
                 }
             }
             Task::ReadUplink => {
@@ -331,7 +331,7 @@ impl System {
                 let mut up = self.staging.take()?;
                 if let (Ok(()), Some(v)) = (result, value(0)) {
                     (up.ipv4, up.ipv6) = parse::any_ip(v);
-                } else if transient(&result) {
+                } else if result.is_err_and(|f| f.is_transient()) {
                     self.uplink_dirty = true;
                     return None;
                 }
@@ -347,7 +347,7 @@ impl System {
 
     fn uplink_read(&mut self, ops: &[Op], result: Result<(), Fail>) -> Option<Task> {
         if result.is_err() {
-            if matches!(result, Err(Fail::Timeout | Fail::Disconnected)) {
+            if result.is_err_and(|f| f.is_transient()) {
                 self.uplink_dirty = true;
             }
             return None;

@@ -248,10 +248,11 @@ impl Vifs {
                     }
                 }
             }
-            // Timeouts, disconnects, refusals: try again on the next event
-            // or deadline.
-            (None, Err(_)) => self.rescan_all = true,
-            (Some(fid), Err(_)) => self.queue_scan(fid),
+            // A slow store: list again (paced by the deadline that failed).
+            (None, Err(f)) if f.is_transient() => self.rescan_all = true,
+            (Some(fid), Err(f)) if f.is_transient() => self.queue_scan(fid),
+            // Refused or disconnected: wait for the next watch event.
+            (_, Err(_)) => self.counts.read_failed += 1,
         }
     }
 
@@ -265,8 +266,8 @@ impl Vifs {
         }
         if let Err(f) = result {
             self.counts.read_failed += 1;
-            // Refused outright: nothing to announce. Otherwise read again.
-            if !matches!(f, Fail::Store(_)) {
+            // Refused or too big: nothing to announce until the keys change.
+            if f.is_transient() {
                 s.dirty = true;
             }
             return;

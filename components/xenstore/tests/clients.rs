@@ -223,3 +223,29 @@ fn full_listener_rings_hold_announcements_back() {
     }
     assert_eq!(netback.len(), 50);
 }
+
+#[test]
+fn refusals_and_oversized_values_do_not_cause_request_storms() {
+    // backend/vif exists but we may not list it (a confused toolstack).
+    let mut r = rig_with(config(), |s| {
+        s.mkdir("/local/domain/3/backend/vif").unwrap();
+        s.set_perms(
+            "/local/domain/3/backend/vif",
+            &[moat_xen::xenstore::Perm { access: moat_xen::xenstore::Access::None, domid: 0 }],
+        )
+        .unwrap();
+    });
+    r.advance(3000);
+    let listings = r.store.log.iter().filter(|l| l.ends_with("Directory backend/vif")).count();
+    assert_eq!(listings, 1, "one refused listing, no retry loop");
+
+    // A value too big to hold: the device is not announced and not re-read
+    // over and over.
+    let mut r = rig();
+    r.add_vif(7, 0, MAC7, &format!("10.137.0.7 {}", "x".repeat(300)));
+    r.advance(3000);
+    assert!(drain::<ClientEvent>(&mut r.rules).is_empty());
+    let reads = r.store.log.iter().filter(|l| l.ends_with("Read backend/vif/7/0/ip")).count();
+    assert_eq!(reads, 1);
+    assert!(r.status("vif.read_failed") >= 1);
+}
