@@ -264,25 +264,27 @@ impl Vifs {
         if s.gone {
             return;
         }
-        if let Err(f) = result {
-            self.counts.read_failed += 1;
-            // Refused or too big: nothing to announce until the keys change.
-            if f.is_transient() {
-                s.dirty = true;
-            }
-            return;
-        }
-        if ops.iter().all(|o| !o.found) {
-            self.vanish(i);
-            return;
-        }
         let (fid, devid) = (s.fid, s.devid);
-        let now = match check(fid, devid, ops) {
-            Ok(info) => info,
-            Err(()) => {
-                self.counts.invalid += 1;
+        let now = match result {
+            Err(f) if f.is_transient() => {
+                s.dirty = true;
+                return;
+            }
+            // Clean disconnect: announced clients stay as they are.
+            Err(Fail::Disconnected) => return,
+            // Refused or too big: down (fail closed) until the keys change.
+            Err(_) => {
+                self.counts.read_failed += 1;
                 None
             }
+            Ok(()) if ops.iter().all(|o| !o.found) => {
+                self.vanish(i);
+                return;
+            }
+            Ok(()) => check(fid, devid, ops).unwrap_or_else(|()| {
+                self.counts.invalid += 1;
+                None
+            }),
         };
         let s = &mut self.slots[i];
         match (s.up, now) {

@@ -248,4 +248,13 @@ fn refusals_and_oversized_values_do_not_cause_request_storms() {
     let reads = r.store.log.iter().filter(|l| l.ends_with("Read backend/vif/7/0/ip")).count();
     assert_eq!(reads, 1);
     assert!(r.status("vif.read_failed") >= 1);
+
+    // An announced vif whose keys become unreadable goes down.
+    let mut r = rig();
+    r.add_vif(7, 0, MAC7, "10.137.0.7");
+    r.settle();
+    assert_eq!(drain::<ClientEvent>(&mut r.rules).len(), 1);
+    r.store.write(&format!("{}/ip", Rig::backend_dir(7, 0)), "1".repeat(200).as_bytes()).unwrap();
+    r.settle();
+    assert_eq!(drain::<ClientEvent>(&mut r.rules), [ClientEvent::Down { slot: 0 }]);
 }
