@@ -286,7 +286,7 @@ impl Component for Xenstore {
         }
         // 3. New work: client requests first, then our own.
         let up = self.broken.is_none();
-        self.take_requests(p, up)?;
+        self.take_requests(p, up, budget)?;
         if up {
             self.schedule();
         }
@@ -563,10 +563,11 @@ impl Xenstore {
     }
 
     /// Takes client requests.
-    fn take_requests(&mut self, p: &mut XenstorePorts, up: bool) -> Result<(), Fault> {
+    fn take_requests(&mut self, p: &mut XenstorePorts, up: bool, budget: usize) -> Result<(), Fault> {
         let deadline = self.now.saturating_add(self.timeout);
         for c in [ClientId::Netback, ClientId::Netfront] {
-            loop {
+            // At most `budget` frames per client per call, garbage included.
+            for _ in 0..budget {
                 // One request in flight per client, and room to hold its reply.
                 if !self.clients.ready(c) || (up && self.free_job(false).is_none()) {
                     break;
