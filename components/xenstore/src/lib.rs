@@ -330,8 +330,17 @@ impl Component for Xenstore {
         {
             tx.flush(cx);
         }
-        p.from_netback.finish(cx)?;
-        p.from_netfront.finish(cx)?;
+        // A client whose request cannot be taken yet is not asked for more:
+        // its next request stays put until something it waits for happens
+        // (a reply, a free job, our domid), with no spinning meanwhile.
+        let up = self.broken.is_none();
+        for (c, rx) in [(ClientId::Netback, &mut p.from_netback), (ClientId::Netfront, &mut p.from_netfront)] {
+            if self.can_take(c, up) {
+                rx.finish(cx)?;
+            } else {
+                rx.release(cx);
+            }
+        }
         if let Some(t) = self.next_deadline() {
             cx.wake_at(t);
         }
@@ -562,18 +571,20 @@ impl Xenstore {
         }
     }
 
+    /// Could a request from `c` be taken now? One request in flight per
+    /// client, room to hold its reply, a free job, and (requests wait in
+    /// their ring until then) our own domain id known.
+    fn can_take(&self, c: ClientId, up: bool) -> bool {
+        self.clients.ready(c) && (!up || (self.free_job(false).is_some() && self.system.domid.is_some()))
+    }
+
     /// Takes client requests.
     fn take_requests(&mut self, p: &mut XenstorePorts, up: bool, budget: usize) -> Result<(), Fault> {
         let deadline = self.now.saturating_add(self.timeout);
         for c in [ClientId::Netback, ClientId::Netfront] {
             // At most `budget` frames per client per call, garbage included.
             for _ in 0..budget {
-                // One request in flight per client, and room to hold its reply.
-                if !self.clients.ready(c) || (up && self.free_job(false).is_none()) {
-                    break;
-                }
-                // Requests wait in their ring until we know who we are.
-                if up && self.system.domid.is_none() {
+                if !self.can_take(c, up) {
                     break;
                 }
                 let rx = match c {

@@ -195,3 +195,20 @@ fn garbage_from_a_client_is_counted_not_fatal() {
     let got = ask(&mut r, XsRequest::Read { id: 1, path: s("backend/vif") });
     assert_eq!(got, [XsReply::Failed { id: 1, error: XsError::NotFound }], "still serving");
 }
+
+#[test]
+fn a_client_waiting_for_a_reply_does_not_make_us_spin() {
+    let mut r = rig();
+    r.netback_asks(&XsRequest::Read { id: 1, path: s("backend/vif") });
+    r.netback_asks(&XsRequest::Read { id: 2, path: s("backend/vif") });
+    // The store is slow: only the component runs.
+    let first = r.xs.call(r.now).unwrap();
+    let second = r.xs.call(r.now).unwrap();
+    assert!(!second.again, "nothing to do until the store answers ({first:?}, {second:?})");
+    r.settle();
+    let got = replies(&mut r);
+    assert_eq!(
+        got,
+        [XsReply::Failed { id: 1, error: XsError::NotFound }, XsReply::Failed { id: 2, error: XsError::NotFound }]
+    );
+}

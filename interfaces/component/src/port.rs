@@ -267,6 +267,16 @@ impl MsgRx {
         }
     }
 
+    /// Hands consumed bytes back (waking a writer that waits for space)
+    /// without re-arming: for a component that will not take more until
+    /// something else happens (a reply it waits for), so a waiting message
+    /// must not make it run again at once.
+    pub fn release(&mut self, cx: &mut Context) {
+        if self.ring.release().needed() {
+            cx.notify(self.ch);
+        }
+    }
+
     /// As [`Rx::finish`].
     pub fn finish(&mut self, cx: &mut Context) -> Result<(), Fault> {
         if self.ring.release().needed() {
