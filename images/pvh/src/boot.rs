@@ -15,7 +15,7 @@ use core::arch::global_asm;
 /// Bytes of the boot (and only) kernel stack. A guard page below it is left
 /// unmapped by the final page tables, so an overflow faults instead of
 /// corrupting `.bss`.
-pub const STACK_SIZE: usize = 64 * 1024;
+pub const STACK_SIZE: usize = 256 * 1024;
 
 // The ELF note Xen and QEMU look for: name "Xen", type 18
 // (XEN_ELFNOTE_PHYS32_ENTRY), an 8-byte payload with the entry's physical
@@ -186,18 +186,16 @@ unsafe extern "C" {
 
 /// Physical address of the stack's guard page (left unmapped).
 pub fn stack_guard() -> usize {
-    // SAFETY: only the symbol's address is taken; it is never read.
-    unsafe { &raw const boot_stack_guard as usize }
+    // Taking a raw address of an extern static is safe; it is never read.
+    &raw const boot_stack_guard as usize
 }
 
 /// Physical address just past the stack.
 pub fn stack_top() -> usize {
-    // SAFETY: address only.
-    unsafe { &raw const boot_stack_top as usize }
+    &raw const boot_stack_top as usize
 }
 
 /// Physical address of the hypercall page.
 pub fn hypercall_page_addr() -> usize {
-    // SAFETY: address only.
-    unsafe { &raw const hypercall_page as usize }
+    &raw const hypercall_page as usize
 }

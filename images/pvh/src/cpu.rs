@@ -26,8 +26,7 @@ pub fn inb(port: u16) -> u8 {
 
 /// `cpuid` leaf `leaf`, subleaf 0: (eax, ebx, ecx, edx).
 pub fn cpuid(leaf: u32) -> (u32, u32, u32, u32) {
-    // SAFETY: cpuid only reads CPU identification.
-    let r = unsafe { core::arch::x86_64::__cpuid_count(leaf, 0) };
+    let r = core::arch::x86_64::__cpuid_count(leaf, 0);
     (r.eax, r.ebx, r.ecx, r.edx)
 }
 

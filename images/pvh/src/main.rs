@@ -11,13 +11,36 @@
 #![no_std]
 #![no_main]
 
+mod bare;
 mod boot;
+mod clock;
 mod console;
 mod cpu;
+mod memory;
+mod monitor;
 mod start_info;
 mod trap;
+mod xen;
 
+use moat_component::Duration;
 use start_info::BootInfo;
+
+const SELFTEST_LEN: usize = include_bytes!(concat!(env!("OUT_DIR"), "/selftest.manifest")).len();
+const SYSTEM_LEN: usize = include_bytes!(concat!(env!("OUT_DIR"), "/system.manifest")).len();
+
+/// The self-test system (see `selftest_plan.rs`), in its own section so
+/// `moat inspect` can read it back.
+#[unsafe(link_section = ".moat.selftest")]
+#[used]
+static SELFTEST: [u8; SELFTEST_LEN] = *include_bytes!(concat!(env!("OUT_DIR"), "/selftest.manifest"));
+
+/// The system to run (from `MOAT_MANIFEST` at build time; may be empty).
+#[unsafe(link_section = ".moat.manifest")]
+#[used]
+static SYSTEM: [u8; SYSTEM_LEN] = *include_bytes!(concat!(env!("OUT_DIR"), "/system.manifest"));
+
+/// Longest the self-test may run before it counts as failed.
+const SELFTEST_LIMIT: Duration = Duration::from_secs(20);
 
 /// How the image ends; under QEMU the value reaches the host through
 /// `isa-debug-exit` (QEMU exits with `value << 1 | 1`).
@@ -62,19 +85,47 @@ pub extern "C" fn pvh_main(start_info: u32) -> ! {
             exit(Exit::Failure)
         }
     };
-    console::enable_com1();
+    let on_xen = xen::detect();
+    if on_xen.is_none() {
+        console::enable_com1();
+    }
     println!("moat: PVH boot, start_info v{}, cmdline '{}'", info.version, info.cmdline());
+    match on_xen {
+        Some(x) => println!("moat: on Xen {}.{} (CPUID base {:#x})", x.major, x.minor, x.base),
+        None => println!("moat: not on Xen: self-test mode, no devices"),
+    }
     for e in info.memmap() {
         println!("moat:   mem {:#012x}-{:#012x} type {}", e.addr, e.addr + e.size, e.kind);
     }
+    let mut mem = match memory::Memory::init(&info) {
+        Ok(m) => m,
+        Err(e) => {
+            println!("moat: memory setup failed: {:?}", e);
+            exit(Exit::Failure)
+        }
+    };
+    println!("moat: page tables: {} pages, NX {}", mem.tables_used(), if mem.nx() { "on" } else { "unavailable" });
     if let Some(f) = info.option("fault") {
         fault(f);
     }
-    exit(Exit::Success)
+    let (tsc, calibrated) = clock::Tsc::calibrate();
+    println!(
+        "moat: TSC {} kHz ({})",
+        tsc.hz / 1000,
+        if calibrated { "calibrated against the PIT" } else { "PIT silent: assumed 1 GHz" }
+    );
+    let selftest = on_xen.is_none() || info.has_flag("selftest") || SYSTEM.is_empty();
+    let mut platform = bare::Bare { clock: tsc };
+    let verdict = if selftest {
+        monitor::run(&SELFTEST, &mut mem, &[], &mut platform, true, SELFTEST_LIMIT)
+    } else {
+        monitor::run(&SYSTEM, &mut mem, &[], &mut platform, false, Duration::MAX)
+    };
+    exit(if verdict == monitor::Verdict::Pass { Exit::Success } else { Exit::Failure })
 }
 
 /// Faults on purpose (`fault=...` on the command line) so the boot test can
-/// check what the exception handlers report.
+/// check what the exception handlers and page permissions do.
 fn fault(kind: &str) {
     println!("moat: faulting on purpose: {}", kind);
     match kind {
@@ -87,7 +138,26 @@ fn fault(kind: &str) {
             // handler reports it and stops the image.
             let _ = unsafe { p.read_volatile() };
         }
+        "null" => {
+            let p = core::hint::black_box(0usize) as *const u64;
+            // SAFETY: deliberately reads page zero, which is left unmapped.
+            let _ = unsafe { p.read_volatile() };
+        }
+        "write-code" => {
+            let p = fault as fn(&str) as *mut u8;
+            // SAFETY: deliberately writes to code, mapped read-execute; the
+            // page-fault handler reports it and stops the image.
+            unsafe { core::hint::black_box(p).write_volatile(0xcc) };
+        }
+        "exec-data" => {
+            static RET: [u8; 1] = [0xc3];
+            // SAFETY: deliberately jumps to a constant (a `ret`), mapped
+            // non-executable; the page-fault handler reports it.
+            let f: extern "C" fn() = unsafe { core::mem::transmute(core::hint::black_box(RET.as_ptr())) };
+            f();
+        }
         "stack" => {
+            #[allow(unconditional_recursion)]
             fn deep(n: u64) -> u64 {
                 let mut pad = [n; 64];
                 core::hint::black_box(&mut pad);
@@ -95,6 +165,7 @@ fn fault(kind: &str) {
             }
             core::hint::black_box(deep(0));
         }
+        "panic" => panic!("on purpose"),
         _ => println!("moat: unknown fault kind"),
     }
 }

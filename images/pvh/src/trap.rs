@@ -121,8 +121,7 @@ struct Pointer {
 /// Loads the GDT (with a TSS whose IST1 is the double-fault stack) and the
 /// IDT. Called once, early, before anything can fault on purpose.
 pub fn init() {
-    // SAFETY: address only.
-    let ist1 = unsafe { &raw const ist1_top } as u64;
+    let ist1 = &raw const ist1_top as u64;
     // TSS: IST1 at byte offset 36; I/O map base past the end (no I/O bitmap).
     TSS[9].store(ist1 as u32, Ordering::Relaxed);
     TSS[10].store((ist1 >> 32) as u32, Ordering::Relaxed);
