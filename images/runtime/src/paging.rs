@@ -250,7 +250,7 @@ mod tests {
         assert_eq!(t.map(0x20_0000, 0, PAGE_2M, Access::DATA), Err(MapError::Overlap(0x20_0000)));
         assert_eq!(t.map(0x1001, 0, 0x1000, Access::DATA), Err(MapError::Misaligned));
         assert_eq!(t.map(1 << 47, 0, 0x1000, Access::DATA), Err(MapError::OutOfRange));
-        assert_eq!(t.map(u64::MAX & !0xfff, 0, 0x2000, Access::DATA), Err(MapError::Misaligned));
+        assert_eq!(t.map(!0xfffu64, 0, 0x2000, Access::DATA), Err(MapError::Misaligned));
         t.map(0x1000, 0x1000, 0x1000, Access::DATA).unwrap(); // fourth page: a PT
         assert_eq!(t.map(1 << 30, 1 << 30, 0x1000, Access::DATA), Err(MapError::OutOfTables));
     }
