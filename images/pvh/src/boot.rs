@@ -180,7 +180,6 @@ global_asm!(
 
 unsafe extern "C" {
     static boot_stack_guard: u8;
-    static boot_stack_top: u8;
     static hypercall_page: u8;
 }
 
@@ -188,11 +187,6 @@ unsafe extern "C" {
 pub fn stack_guard() -> usize {
     // Taking a raw address of an extern static is safe; it is never read.
     &raw const boot_stack_guard as usize
-}
-
-/// Physical address just past the stack.
-pub fn stack_top() -> usize {
-    &raw const boot_stack_top as usize
 }
 
 /// Physical address of the hypercall page.

@@ -65,14 +65,6 @@ pub fn cr2() -> u64 {
     v
 }
 
-/// The current page-table root.
-pub fn cr3() -> u64 {
-    let v: u64;
-    // SAFETY: reads a control register.
-    unsafe { asm!("mov {}, cr3", out(reg) v, options(nomem, nostack, preserves_flags)) }
-    v
-}
-
 /// Switches to the page tables rooted at `pml4`.
 ///
 /// # Safety

@@ -63,6 +63,16 @@ const DEBUG_EXIT: u16 = 0xf4;
 /// Stops the image: through isa-debug-exit under QEMU, then by halting.
 pub fn exit(how: Exit) -> ! {
     println!("moat: exit {:?}", how);
+    if xen::hypercall::ready() {
+        // Let xenconsoled read the last lines, then ask Xen to end the domain.
+        xen::console::CONSOLE.flush();
+        let reason = if how == Exit::Success {
+            moat_xen::hypercall::shutdown::POWEROFF
+        } else {
+            moat_xen::hypercall::shutdown::CRASH
+        };
+        xen::hypercall::shutdown(reason);
+    }
     cpu::outl(DEBUG_EXIT, how as u32);
     cpu::halt_forever()
 }
@@ -115,11 +125,32 @@ pub extern "C" fn pvh_main(start_info: u32) -> ! {
         if calibrated { "calibrated against the PIT" } else { "PIT silent: assumed 1 GHz" }
     );
     let selftest = on_xen.is_none() || info.has_flag("selftest") || SYSTEM.is_empty();
-    let mut platform = bare::Bare { clock: tsc };
-    let verdict = if selftest {
-        monitor::run(&SELFTEST, &mut mem, &[], &mut platform, true, SELFTEST_LIMIT)
-    } else {
-        monitor::run(&SYSTEM, &mut mem, &[], &mut platform, false, Duration::MAX)
+    let verdict = match on_xen {
+        None => {
+            let mut platform = bare::Bare { clock: tsc };
+            monitor::run(&SELFTEST, &mut mem, &[], &mut platform, true, SELFTEST_LIMIT)
+        }
+        Some(x) => {
+            let mut platform = match xen::Xen::init(x, &mut mem) {
+                Ok(p) => p,
+                Err(e) => {
+                    println!("moat: xen: platform setup failed: {:?}", e);
+                    exit(Exit::Failure)
+                }
+            };
+            if let Err(e) = platform.self_check(&mut mem) {
+                println!("moat: xen: self-check failed: {:?}", e);
+            }
+            if selftest {
+                if SYSTEM.is_empty() {
+                    println!("moat: no system embedded (build without MOAT_MANIFEST): running the self-test");
+                }
+                monitor::run(&SELFTEST, &mut mem, &[], &mut platform, true, SELFTEST_LIMIT)
+            } else {
+                let store = platform.devices().first().copied();
+                monitor::run(&SYSTEM, &mut mem, store.as_slice(), &mut platform, false, Duration::MAX)
+            }
+        }
     };
     exit(if verdict == monitor::Verdict::Pass { Exit::Success } else { Exit::Failure })
 }

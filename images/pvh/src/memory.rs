@@ -39,6 +39,7 @@ fn addr(sym: &u8) -> u64 {
 
 /// Why memory could not be set up or handed out.
 #[derive(Debug)]
+#[allow(dead_code, reason = "the fields are read through Debug in the boot report")]
 pub enum MemError {
     /// The page tables refused a mapping.
     Map(MapError),

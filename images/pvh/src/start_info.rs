@@ -1,51 +1,28 @@
-//! What the loader tells us at entry: `hvm_start_info` (Xen's
-//! `arch-x86/hvm/start_info.h`), its memory map and command line.
+//! What the loader tells us at entry: `hvm_start_info` (moat-xen's
+//! [`HvmStartInfo`]), its memory map and command line.
 //!
 //! Everything is copied out into [`BootInfo`] first thing, because the
 //! loader put these structures in RAM the runtime later hands out.
-//!
-//! TEMPORARY: the two structs below are the minimum needed to boot; they are
-//! replaced by `moat_xen::start_info` once that crate lands on main.
 
-/// `hvm_start_info.magic`.
-pub const MAGIC: u32 = 0x336e_c578;
+use moat_xen::start_info::{HvmMemmapTableEntry, HvmStartInfo, XEN_HVM_START_MAGIC_VALUE};
+use zerocopy::FromBytes;
 
-/// `struct hvm_start_info` (56 bytes).
-#[repr(C)]
-#[derive(Clone, Copy)]
-struct HvmStartInfo {
-    magic: u32,
-    version: u32,
-    flags: u32,
-    nr_modules: u32,
-    modlist_paddr: u64,
-    cmdline_paddr: u64,
-    rsdp_paddr: u64,
-    memmap_paddr: u64,
-    memmap_entries: u32,
-    reserved: u32,
-}
-const _: () = assert!(core::mem::size_of::<HvmStartInfo>() == 56);
+/// E820 type of usable RAM.
+pub use moat_xen::start_info::memmap_type::RAM;
 
-/// `struct hvm_memmap_table_entry` (24 bytes).
-#[repr(C)]
+const MAX_ENTRIES: usize = 64;
+const MAX_CMDLINE: usize = 512;
+
+/// One memory map entry.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct MemEntry {
     /// First byte.
     pub addr: u64,
     /// Length in bytes.
     pub size: u64,
-    /// E820 type: 1 is usable RAM.
+    /// E820 type: [`RAM`] is usable.
     pub kind: u32,
-    reserved: u32,
 }
-const _: () = assert!(core::mem::size_of::<MemEntry>() == 24);
-
-/// E820 type of usable RAM.
-pub const RAM: u32 = 1;
-
-const MAX_ENTRIES: usize = 64;
-const MAX_CMDLINE: usize = 512;
 
 /// The loader's hand-over, copied.
 pub struct BootInfo {
@@ -57,11 +34,20 @@ pub struct BootInfo {
     cmdline_len: usize,
 }
 
-/// Why the hand-over was refused.
+/// Why the hand-over was refused: not a PVH start (the magic found).
 #[derive(Debug)]
-pub enum BootError {
-    /// Not a PVH start (wrong magic).
-    Magic(u32),
+pub struct BadMagic(#[allow(dead_code, reason = "printed through Debug")] pub u32);
+
+/// Copies `len` bytes at physical address `paddr`.
+///
+/// # Safety
+///
+/// The range must be identity-mapped memory the loader filled.
+unsafe fn copy_in(paddr: u64, out: &mut [u8]) {
+    for (i, b) in out.iter_mut().enumerate() {
+        // SAFETY: inside the caller's range.
+        *b = unsafe { ((paddr as usize + i) as *const u8).read_volatile() };
+    }
 }
 
 impl BootInfo {
@@ -71,12 +57,13 @@ impl BootInfo {
     ///
     /// `paddr` must be the `ebx` the loader passed, and the first 4 GiB must
     /// be identity-mapped (the boot page tables do that).
-    pub unsafe fn read(paddr: u32) -> Result<BootInfo, BootError> {
-        // SAFETY: the loader put a start_info at paddr (caller's contract);
-        // it is plain data and may be unaligned.
-        let si = unsafe { (paddr as usize as *const HvmStartInfo).read_unaligned() };
-        if si.magic != MAGIC {
-            return Err(BootError::Magic(si.magic));
+    pub unsafe fn read(paddr: u32) -> Result<BootInfo, BadMagic> {
+        let mut raw = [0u8; core::mem::size_of::<HvmStartInfo>()];
+        // SAFETY: the loader put a start_info at paddr (caller's contract).
+        unsafe { copy_in(u64::from(paddr), &mut raw) };
+        let si = HvmStartInfo::read_from_bytes(&raw).map_err(|_| BadMagic(0))?;
+        if si.magic != XEN_HVM_START_MAGIC_VALUE {
+            return Err(BadMagic(si.magic));
         }
         let mut info = BootInfo {
             version: si.version,
@@ -89,23 +76,25 @@ impl BootInfo {
         if si.version >= 1 && si.memmap_paddr != 0 {
             let n = (si.memmap_entries as usize).min(MAX_ENTRIES);
             for i in 0..n {
-                let p = si.memmap_paddr as usize + i * core::mem::size_of::<MemEntry>();
-                // SAFETY: the loader's table has memmap_entries entries at
-                // memmap_paddr (bounded by MAX_ENTRIES), identity-mapped.
-                info.memmap[i] = unsafe { (p as *const MemEntry).read_unaligned() };
+                let mut e = [0u8; core::mem::size_of::<HvmMemmapTableEntry>()];
+                // SAFETY: entry i < memmap_entries of the loader's table.
+                unsafe { copy_in(si.memmap_paddr + (i * e.len()) as u64, &mut e) };
+                let e = HvmMemmapTableEntry::read_from_bytes(&e).map_err(|_| BadMagic(0))?;
+                info.memmap[i] = MemEntry { addr: e.addr, size: e.size, kind: e.r#type };
             }
             info.entries = n;
         }
         if si.cmdline_paddr != 0 {
             let mut n = 0;
             while n < MAX_CMDLINE {
+                let mut b = [0u8];
                 // SAFETY: a NUL-terminated string at cmdline_paddr; reading
                 // stops at the NUL or after MAX_CMDLINE bytes.
-                let b = unsafe { ((si.cmdline_paddr as usize + n) as *const u8).read() };
-                if b == 0 {
+                unsafe { copy_in(si.cmdline_paddr + n as u64, &mut b) };
+                if b[0] == 0 {
                     break;
                 }
-                info.cmdline[n] = b;
+                info.cmdline[n] = b[0];
                 n += 1;
             }
             info.cmdline_len = n;
