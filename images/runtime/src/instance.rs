@@ -106,15 +106,11 @@ impl Placer {
 mod tests {
     use super::*;
 
-    fn memory(len: usize) -> *mut u8 {
-        let layout = std::alloc::Layout::from_size_align(len, PAGE).unwrap();
-        // SAFETY: non-zero size; leaked on purpose (placed values are 'static).
-        unsafe { std::alloc::alloc_zeroed(layout) }
-    }
-
     #[test]
     fn each_value_gets_its_own_pages() {
-        let base = memory(4 * PAGE);
+        let layout = std::alloc::Layout::from_size_align(4 * PAGE, PAGE).unwrap();
+        // SAFETY: non-zero size; freed at the end, after the last use.
+        let base = unsafe { std::alloc::alloc_zeroed(layout) };
         // SAFETY: fresh, leaked memory nothing else uses.
         let mut p = unsafe { Placer::new(base, 4 * PAGE) };
         let a = p.place([1u64; 10]).unwrap();
@@ -130,5 +126,7 @@ mod tests {
         assert_eq!(p.place(1u8).unwrap_err(), 1, "full");
         a[0] = 5;
         assert_eq!(b[0], 2, "values do not overlap");
+        // SAFETY: the placed values (plain data, no Drop) are not used again.
+        unsafe { std::alloc::dealloc(base, layout) };
     }
 }

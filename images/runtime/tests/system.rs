@@ -187,7 +187,7 @@ fn device_events_reach_their_port_and_notifications_reach_the_platform() {
     p.device("pinger.dev", "testdev").unwrap();
     let bytes = p.encode().unwrap();
     let m = Manifest::parse(&bytes).unwrap();
-    let dev = DeviceMem { kind: "testdev", region: Region::alloc_zeroed(4096), event: 42 };
+    let dev = DeviceMem { kind: "testdev", region: common::device_region(), event: 42 };
     let mut s = start(&m, &[dev]).unwrap();
     let mut plat = TestPlatform::default();
     s.run_once(&mut plat); // first call: every channel, not a ping
@@ -216,7 +216,7 @@ fn start_refuses_unknown_kinds_and_unbound_ports() {
     p.device("pinger.dev", "testdev").unwrap();
     p.state("pinger.extra", 64).unwrap();
     let bytes = p.encode().unwrap();
-    let dev = DeviceMem { kind: "testdev", region: Region::alloc_zeroed(4096), event: 1 };
+    let dev = DeviceMem { kind: "testdev", region: common::device_region(), event: 1 };
     assert_eq!(start(&Manifest::parse(&bytes).unwrap(), &[dev]).err(), Some(StartError::Unbound("pinger", "extra")));
 
     let mut p = Plan::new("badconfig");

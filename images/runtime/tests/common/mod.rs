@@ -121,11 +121,26 @@ impl Platform for TestPlatform {
     }
 }
 
-/// Page-aligned zeroed memory that lives for the rest of the test process.
+struct Kept(*mut u8);
+// SAFETY: only kept so the allocation stays reachable; never dereferenced.
+unsafe impl Send for Kept {}
+static KEPT: std::sync::Mutex<Vec<Kept>> = std::sync::Mutex::new(Vec::new());
+
+/// Page-aligned zeroed memory that lives for the rest of the test process
+/// (reachable from a static, so Miri does not count it as a leak).
 pub fn memory(len: usize) -> *mut u8 {
     let layout = std::alloc::Layout::from_size_align(len.max(4096), 4096).unwrap();
-    // SAFETY: non-zero size; leaked on purpose.
-    unsafe { std::alloc::alloc_zeroed(layout) }
+    // SAFETY: non-zero size; kept for good.
+    let p = unsafe { std::alloc::alloc_zeroed(layout) };
+    assert!(!p.is_null());
+    KEPT.lock().unwrap().push(Kept(p));
+    p
+}
+
+/// A page of device memory that lives for good.
+pub fn device_region() -> moat_ring::Region {
+    // SAFETY: fresh memory kept for good, used only as this device.
+    unsafe { moat_ring::Region::from_raw(memory(4096), 4096, true) }.unwrap()
 }
 
 pub fn counters(s: &moat_runtime::sched::Scheduler<'_, '_>, i: usize) -> HashMap<String, u64> {
