@@ -24,11 +24,10 @@ fn chain(packets: u32, relays: &[u64]) -> Vec<u8> {
     for (i, fail) in relays.iter().enumerate() {
         p.component(&format!("r{i}"), "relay", 20, 16, postcard::to_allocvec(fail).unwrap());
     }
-    let mut maps = vec![("traffic.pool", true)];
     let names: Vec<String> = (0..relays.len()).map(|i| format!("r{i}")).collect();
-    for n in &names {
-        maps.push((Box::leak(format!("{n}.pool").into_boxed_str()), false));
-    }
+    let pools: Vec<String> = names.iter().map(|n| format!("{n}.pool")).collect();
+    let mut maps = vec![("traffic.pool", true)];
+    maps.extend(pools.iter().map(|p| (p.as_str(), false)));
     p.pool("buffers", 1, 2048, 32, &maps).unwrap();
     let mut prev = ("traffic.to_graph".to_string(), "traffic.to_graph_free".to_string());
     for n in &names {
