@@ -46,7 +46,7 @@ fn selftest_system_passes_on_the_host() {
     // SAFETY: as above.
     let mut placer = unsafe { Placer::new(memory(1 << 20), 1 << 20) };
     // SAFETY: prepared for this manifest; started once.
-    let mut s = unsafe { system::start(&m, arena, &[], KINDS, &mut placer, Instant::ZERO) }.unwrap();
+    let mut s = unsafe { system::start(&m, arena, &[], KINDS, &mut placer, Instant::ZERO, &mut || [7; 32]) }.unwrap();
     let t = s.find("traffic").unwrap();
     let mut host = Host(0);
     let mut passes = 0;

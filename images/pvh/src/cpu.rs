@@ -30,6 +30,12 @@ pub fn cpuid(leaf: u32) -> (u32, u32, u32, u32) {
     (r.eax, r.ebx, r.ecx, r.edx)
 }
 
+/// `cpuid` leaf `leaf`, subleaf `sub`: (eax, ebx, ecx, edx).
+pub fn cpuid_sub(leaf: u32, sub: u32) -> (u32, u32, u32, u32) {
+    let r = core::arch::x86_64::__cpuid_count(leaf, sub);
+    (r.eax, r.ebx, r.ecx, r.edx)
+}
+
 /// The time-stamp counter.
 pub fn rdtsc() -> u64 {
     // SAFETY: reads a counter.

@@ -16,6 +16,7 @@ mod boot;
 mod clock;
 mod console;
 mod cpu;
+mod entropy;
 mod memory;
 mod monitor;
 mod start_info;

@@ -99,9 +99,15 @@ pub fn run(
     // SAFETY: as above, a separate allocation.
     let mut placer = unsafe { Placer::new(placer_mem, COMPONENT_BYTES as usize) };
     let start = platform.now();
+    let source = crate::entropy::source();
+    if source == crate::entropy::Source::TscOnly {
+        println!("moat: WARNING: no RDSEED/RDRAND: component seeds come from TSC jitter only");
+    }
     // SAFETY: the arena was prepared for this manifest just now, and this is
     // the only start of this system.
-    let mut s = match unsafe { system::start(&m, arena, devices, KINDS, &mut placer, start) } {
+    let mut s = match unsafe {
+        system::start(&m, arena, devices, KINDS, &mut placer, start, &mut || crate::entropy::seed(source))
+    } {
         Ok(s) => s,
         Err(e) => {
             println!("moat: system did not start: {:?}", e);

@@ -63,7 +63,8 @@ pub enum StartError<'a> {
     Route(RouteError),
 }
 
-/// Starts every component of `manifest`, in manifest order.
+/// Starts every component of `manifest`, in manifest order. Each `init`
+/// gets 32 fresh bytes from `entropy` ([`Context::seed`]).
 ///
 /// # Safety
 ///
@@ -77,6 +78,7 @@ pub unsafe fn start<'a>(
     kinds: &[Kind],
     placer: &mut Placer,
     now: Instant,
+    entropy: &mut dyn FnMut() -> [u8; 32],
 ) -> Result<Scheduler<'static, 'a>, StartError<'a>> {
     let mut sched = Scheduler::new(manifest, devices).map_err(StartError::Route)?;
     for (i, c) in manifest.components().enumerate() {
@@ -84,7 +86,7 @@ pub unsafe fn start<'a>(
         // SAFETY: forwarded contract; this loop binds each component once.
         let mut binder = unsafe { LayoutBinder::new(manifest, arena, i, devices) }
             .map_err(|e| StartError::Fault(c.name, Fault::Bind(e)))?;
-        let mut cx = Context::new(now, Signals::ALL, c.budget);
+        let mut cx = Context::new(now, Signals::ALL, c.budget).with_seed(entropy());
         let task = (k.start)(&mut binder, c.config, &mut cx, placer).map_err(|f| StartError::Fault(c.name, f))?;
         if let Some(port) = binder.unbound() {
             return Err(StartError::Unbound(c.name, port));

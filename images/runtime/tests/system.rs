@@ -51,7 +51,7 @@ fn start<'a>(m: &Manifest<'a>, devices: &[DeviceMem]) -> Result<Scheduler<'stati
     // SAFETY: as above.
     let mut placer = unsafe { Placer::new(memory(1 << 20), 1 << 20) };
     // SAFETY: the arena was prepared for this manifest; started once.
-    unsafe { system::start(m, arena, devices, KINDS, &mut placer, Instant::ZERO) }
+    unsafe { system::start(m, arena, devices, KINDS, &mut placer, Instant::ZERO, &mut || [7; 32]) }
 }
 
 fn run(s: &mut Scheduler<'_, '_>, p: &mut TestPlatform, traffic: usize, max_passes: u64) {
@@ -143,6 +143,7 @@ struct Pinger {
     ch: Channel,
     pings: u64,
     ticks: u64,
+    seed: u8,
 }
 struct PingerPorts(#[allow(dead_code)] TestDev, Channel);
 impl Ports for PingerPorts {
@@ -158,7 +159,7 @@ impl Component for Pinger {
     type Ports = PingerPorts;
     fn init(_: u64, p: &mut PingerPorts, cx: &mut Context) -> Result<Self, Fault> {
         cx.wake_at(Instant::from_nanos(1_000));
-        Ok(Pinger { ch: p.1, pings: 0, ticks: 0 })
+        Ok(Pinger { ch: p.1, pings: 0, ticks: 0, seed: cx.seed()[0] })
     }
     fn notified(&mut self, _: &mut PingerPorts, cx: &mut Context) -> Result<(), Fault> {
         if cx.signals() != moat_component::Signals::ALL && cx.signals().contains(self.ch) {
@@ -176,6 +177,7 @@ impl Component for Pinger {
     fn status(&self, out: &mut dyn Status) {
         out.put("pings", self.pings);
         out.put("ticks", self.ticks);
+        out.put("seed", u64::from(self.seed));
     }
 }
 
@@ -193,6 +195,7 @@ fn device_events_reach_their_port_and_notifications_reach_the_platform() {
     plat.events = vec![7, 42, 42];
     s.run_once(&mut plat);
     assert_eq!(s.counter(0, "pings"), Some(1), "two events before one call are one signal");
+    assert_eq!(s.counter(0, "seed"), Some(7), "init saw the runtime's entropy");
     assert_eq!(plat.sent, vec![42]);
     // Timers: the loop waits to each deadline, the component ticks five times.
     s.run_until(&mut plat, |s, _| s.counter(0, "ticks") == Some(5));
