@@ -120,6 +120,8 @@ impl Xen {
             let page = mem.map_page(pfn << 12)?;
             console::CONSOLE.attach(page, port as u32);
             crate::console::set_sink(&console::SINK);
+            // The lines before this went to port 0xe9 only; repeat who we are.
+            println!("moat: on Xen {}.{} (CPUID base {:#x})", info.major, info.minor, info.base);
             println!("moat: xen: console ring at pfn {:#x}, event channel {}", pfn, port);
         }
 
