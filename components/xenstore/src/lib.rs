@@ -67,8 +67,11 @@ pub const RECHECK: Duration = Duration::from_millis(10);
 /// Abandoned (timed-out) requests whose late replies are still expected.
 pub const MAX_ABANDONED: usize = 8;
 
-/// Configuration, from `system.toml`.
+/// Configuration, from `system.toml`. Fields left out take the Qubes
+/// sys-firewall defaults; the `netback`/`netfront` grants are filled in by
+/// `moat check` from those components' `caps`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct XenstoreConfig {
     /// What netback may touch.
     pub netback: Grant,
