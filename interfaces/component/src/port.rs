@@ -100,6 +100,15 @@ pub trait Binder {
     /// The device wired to port `name`, and the channel its outside party
     /// signals on (notify that channel to signal it back).
     fn device<D: moat_ring::Device>(&mut self, name: &'static str) -> Result<(D, crate::Channel), BindError>;
+    /// Bytes the layout set aside for state port `name` — what the
+    /// component's `Component::state_bytes` asked for under its
+    /// configuration — so that `Ports::bind`, which does not see the
+    /// configuration, can size the tables it then takes with
+    /// [`state`](Self::state). A runtime that lays out no state says
+    /// `Missing`.
+    fn state_len(&mut self, name: &'static str) -> Result<usize, BindError> {
+        Err(BindError::Missing(name))
+    }
     /// `count` zeroed items of private state, for the life of the component.
     /// (The `'static` borrow comes from memory the runtime set aside for this
     /// port alone, not from `name`.)
