@@ -10,5 +10,7 @@
 #![deny(missing_docs)]
 
 pub mod clients;
+pub mod rules;
 
 pub use clients::ClientEvent;
+pub use rules::{NatToRules, RulesControl, RulesToNat};
