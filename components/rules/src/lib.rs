@@ -48,7 +48,8 @@
 //! # Status
 //!
 //! `packets`, `held`, `verdict.{accept,drop,reject,dns}`,
-//! `drop.{spoofed,unknown_client,inter_vm,malformed,bad_descriptor,bad_meta}`,
+//! `drop.{spoofed,unknown_client,inter_vm,routed,bad_descriptor,bad_meta}`,
+//! `drop.malformed.<reason>` (moat-net's `Error::name`),
 //! `error.bad_return`, `policy.{version,epoch,swaps,rejected,last_reject,
 //! rule_errors,staging,entries,rules,nodes,segments}`, `dsthost.unresolved`
 //! and `dsthost.<name>.addrs` (0: the name's rules match nothing),
@@ -96,7 +97,10 @@ const FRAME: usize = 1024;
 /// starts with a policy that drops everything.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RulesConfig {
-    /// Encoded [`RulesControl`] messages.
+    /// Encoded [`RulesControl`] messages. `system.toml` leaves it out
+    /// (`config = {}`): `moat check` fills it from the system's policy files
+    /// with `moat_policy::compile_files`.
+    #[serde(default)]
     pub policy: heapless::Vec<u8, CONFIG_BYTES>,
 }
 
@@ -190,7 +194,8 @@ impl Ports for RulesPorts {
 #[derive(Default)]
 struct Counters {
     packets: u64,
-    malformed: u64,
+    malformed: [u64; moat_net::Error::ALL.len()],
+    routed: u64,
     bad_descriptor: u64,
     bad_meta: u64,
     bad_return: u64,
@@ -326,11 +331,23 @@ impl Rules {
                 self.give_back(p, &d)?;
                 continue;
             };
-            let flow = p.client_buffers.packet(&d).ok().and_then(|pkt| flow::extract(pkt).ok());
-            let Some((src, key)) = flow else {
-                self.n.malformed += 1;
-                self.give_back(p, &d)?;
-                continue;
+            // The pool is read-only here and the buffer ours until we pass
+            // the descriptor on (the ownership rule), so the view reads
+            // bytes nobody else writes meanwhile.
+            let flow = match p.client_buffers.packet(&d) {
+                Ok(pkt) => flow::extract(pkt),
+                Err(_) => Err(flow::FlowError::Malformed(moat_net::Error::Truncated)),
+            };
+            let (src, key) = match flow {
+                Ok(f) => f,
+                Err(e) => {
+                    match e {
+                        flow::FlowError::Malformed(e) => self.n.malformed[e.index()] += 1,
+                        flow::FlowError::Routed => self.n.routed += 1,
+                    }
+                    self.give_back(p, &d)?;
+                    continue;
+                }
             };
             let (verdict, _) = self.engine.judge(slot, src, &key);
             if verdict == Verdict::Drop {
@@ -380,7 +397,12 @@ impl Component for Rules {
         let n = &self.n;
         out.put("packets", n.packets);
         out.put("held", u64::from(self.custody.held()));
-        out.put("drop.malformed", n.malformed);
+        for e in moat_net::Error::ALL {
+            let mut key = heapless::String::<40>::new();
+            let _ = core::fmt::Write::write_fmt(&mut key, format_args!("drop.malformed.{}", e.name()));
+            out.put(&key, n.malformed[e.index()]);
+        }
+        out.put("drop.routed", n.routed);
         out.put("drop.bad_descriptor", n.bad_descriptor);
         out.put("drop.bad_meta", n.bad_meta);
         out.put("error.bad_return", n.bad_return);

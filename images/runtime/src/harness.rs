@@ -38,6 +38,7 @@ struct Port {
 pub struct Harness {
     ports: HashMap<&'static str, Port>,
     next_channel: u8,
+    seed: [u8; 32],
 }
 
 fn ring_region<T: Message>(capacity: u32) -> Region {
@@ -48,9 +49,16 @@ fn ring_region<T: Message>(capacity: u32) -> Region {
 }
 
 impl Harness {
-    /// No ports yet.
+    /// No ports yet; the seed handed to `init` is all zeros.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// The per-boot entropy `init` will see (tests choose it for
+    /// reproducibility).
+    pub fn seed(&mut self, seed: [u8; 32]) -> &mut Self {
+        self.seed = seed;
+        self
     }
 
     fn add(&mut self, name: &'static str, kind: PortKind, message: &str, region: Region, capacity: u32) -> Channel {
@@ -132,7 +140,7 @@ impl Harness {
         let mut ports = C::Ports::bind(self)?;
         let unbound: Vec<_> = self.ports.iter().filter(|(_, p)| !p.bound).map(|(n, _)| *n).collect();
         assert!(unbound.is_empty(), "ports made but not bound by {}: {unbound:?}", C::NAME);
-        let mut cx = Context::new(Instant::ZERO, Signals::ALL, 64);
+        let mut cx = Context::new(Instant::ZERO, Signals::ALL, 64).with_seed(self.seed);
         let component = C::init(config, &mut ports, &mut cx)?;
         Ok(Running { component, ports, budget: 64, last: Outcome::from(&mut cx) })
     }

@@ -158,13 +158,37 @@ pub struct Context {
     notify: Signals,
     wake_at: Option<Instant>,
     again: bool,
+    seed: [u8; 32],
 }
 
 impl Context {
     /// A context for one call: the time, the channels that fired, and the
     /// most items the component may take from each input.
     pub fn new(now: Instant, signals: Signals, budget: u32) -> Self {
-        Context { now, signals, budget: budget.max(1), notify: Signals::NONE, wake_at: None, again: false }
+        Context {
+            now,
+            signals,
+            budget: budget.max(1),
+            notify: Signals::NONE,
+            wake_at: None,
+            again: false,
+            seed: [0; 32],
+        }
+    }
+
+    /// For runtimes: hands the component 32 bytes of fresh entropy (read
+    /// from the platform at boot: RDSEED/RDRAND, `getrandom`). Runtimes set
+    /// it on the `init` call; a build-time configuration blob is reproducible
+    /// and therefore never secret, so per-boot secrets come from here.
+    pub fn with_seed(mut self, seed: [u8; 32]) -> Self {
+        self.seed = seed;
+        self
+    }
+
+    /// Per-boot entropy for keyed hashes and port randomisation. Set on the
+    /// `init` call; take what you need there.
+    pub fn seed(&self) -> [u8; 32] {
+        self.seed
     }
 
     /// The monotonic time of this call.

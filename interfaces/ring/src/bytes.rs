@@ -8,8 +8,10 @@
 //! The length is the one field a hostile writer controls that could make the
 //! reader wait forever; a length that could never fit in the ring is a fault.
 
+use crate::Notify;
+#[cfg(not(loom))]
+use crate::Region;
 use crate::spsc::{Consumer, Producer, RingError};
-use crate::{Notify, Region};
 
 const LEN_BYTES: u32 = 4;
 
@@ -44,6 +46,7 @@ impl ByteProducer {
     /// # Safety
     ///
     /// As [`Producer::attach`].
+    #[cfg(not(loom))]
     pub unsafe fn attach(region: &Region, capacity: u32) -> Result<Self, RingError> {
         // SAFETY: forwarded contract.
         Ok(ByteProducer { ring: unsafe { Producer::attach(region, capacity)? } })
@@ -104,6 +107,7 @@ impl ByteConsumer {
     /// # Safety
     ///
     /// As [`Consumer::attach`].
+    #[cfg(not(loom))]
     pub unsafe fn attach(region: &Region, capacity: u32) -> Result<Self, RingError> {
         // SAFETY: forwarded contract.
         Ok(ByteConsumer { ring: unsafe { Consumer::attach(region, capacity)? } })
@@ -164,5 +168,94 @@ impl ByteConsumer {
     /// True once the writer broke the protocol.
     pub fn is_faulty(&self) -> bool {
         self.ring.is_faulty()
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+    use crate::RingLayout;
+    use crate::spsc::scribble_indices;
+
+    fn pair(capacity: u32) -> (ByteProducer, ByteConsumer, Region) {
+        let layout = RingLayout::of::<u8>(capacity).unwrap();
+        let region = Region::alloc_zeroed(layout.size());
+        layout.init(&region).unwrap();
+        // SAFETY: one writer, one reader.
+        let tx = unsafe { ByteProducer::attach(&region, capacity) }.unwrap();
+        // SAFETY: as above.
+        let rx = unsafe { ByteConsumer::attach(&region, capacity) }.unwrap();
+        (tx, rx, region)
+    }
+
+    #[test]
+    fn frames_round_trip_across_the_wrap() {
+        let (mut tx, mut rx, _r) = pair(32);
+        let mut buf = [0u8; 32];
+        for i in 0..100u8 {
+            let payload = [i; 11];
+            tx.send(&payload).unwrap();
+            assert!(rx.recv(&mut buf).unwrap().is_none(), "unpublished frame is invisible");
+            let _ = tx.publish();
+            assert_eq!(rx.recv(&mut buf).unwrap(), Some(&payload[..]));
+            let _ = rx.release();
+        }
+    }
+
+    #[test]
+    fn whole_frames_or_nothing() {
+        let (mut tx, mut rx, _r) = pair(16);
+        tx.send(&[1; 8]).unwrap();
+        assert_eq!(tx.send(&[2; 8]), Err(FrameError::Ring(RingError::Full)), "needs 12 bytes, 4 free");
+        assert_eq!(tx.send(&[0; 13]), Err(FrameError::TooBig), "can never fit");
+        tx.send(&[]).unwrap();
+        let _ = tx.publish();
+        let mut buf = [0u8; 16];
+        assert_eq!(rx.recv(&mut buf).unwrap(), Some(&[1u8; 8][..]));
+        assert_eq!(rx.recv(&mut buf).unwrap(), Some(&[][..]));
+        assert_eq!(rx.recv(&mut buf).unwrap(), None);
+    }
+
+    #[test]
+    fn frame_larger_than_the_readers_buffer_is_skipped() {
+        let (mut tx, mut rx, _r) = pair(64);
+        tx.send(&[7; 20]).unwrap();
+        tx.send(&[8; 3]).unwrap();
+        let _ = tx.publish();
+        let mut small = [0u8; 10];
+        assert_eq!(rx.recv(&mut small), Err(FrameError::TooBig));
+        assert_eq!(rx.recv(&mut small).unwrap(), Some(&[8u8; 3][..]));
+    }
+
+    #[test]
+    fn impossible_length_poisons_the_ring() {
+        let (_tx, mut rx, region) = pair(16);
+        region.write_volatile(128, &1000u32.to_le_bytes()).unwrap();
+        scribble_indices(&region, Some(4), None).unwrap();
+        let mut buf = [0u8; 16];
+        assert_eq!(rx.recv(&mut buf), Err(FrameError::Ring(RingError::Faulty)));
+        assert!(rx.is_faulty());
+        assert_eq!(rx.recv(&mut buf), Err(FrameError::Ring(RingError::Faulty)), "sticky");
+    }
+
+    #[test]
+    fn postcard_messages() {
+        #[derive(serde::Serialize, serde::Deserialize, Debug, PartialEq)]
+        enum Msg {
+            Hello { slot: u8, name: [u8; 4] },
+            Bye(u32),
+        }
+        let (mut tx, mut rx, _r) = pair(64);
+        let mut scratch = [0u8; 32];
+        tx.send_msg(&Msg::Hello { slot: 3, name: *b"work" }, &mut scratch).unwrap();
+        tx.send_msg(&Msg::Bye(77), &mut scratch).unwrap();
+        tx.send(&[9, 9]).unwrap();
+        let _ = tx.publish();
+        let mut buf = [0u8; 32];
+        assert_eq!(rx.recv_msg::<Msg>(&mut buf), Ok(Some(Msg::Hello { slot: 3, name: *b"work" })));
+        assert_eq!(rx.recv_msg::<Msg>(&mut buf), Ok(Some(Msg::Bye(77))));
+        assert_eq!(rx.recv_msg::<Msg>(&mut buf), Err(FrameError::Decode));
+        assert_eq!(rx.recv_msg::<Msg>(&mut buf), Ok(None));
+        assert_eq!(tx.send_msg(&Msg::Bye(1), &mut [0u8; 1]), Err(FrameError::Encode));
     }
 }

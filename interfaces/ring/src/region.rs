@@ -135,6 +135,32 @@ impl Region {
         <[T]>::mut_from_bytes_with_elems(mem, count).map_err(|_| RegionError::Misaligned)
     }
 
+    /// The `u32` at `offset` as an atomic: how device wrappers in interface
+    /// crates (the XenStore ring, the console ring) load and store the
+    /// free-running indices they share with a party outside moat.
+    ///
+    /// `offset` must be 4-byte aligned and inside the region, and the region
+    /// writable (device pages always are; a read-only mapping would fault on
+    /// a store).
+    pub fn atomic_u32(&self, offset: usize) -> Result<&core::sync::atomic::AtomicU32, RegionError> {
+        if !offset.is_multiple_of(4) {
+            return Err(RegionError::Misaligned);
+        }
+        let end = offset.checked_add(4).ok_or(RegionError::OutOfRange)?;
+        if end > self.len {
+            return Err(RegionError::OutOfRange);
+        }
+        if !self.writable {
+            return Err(RegionError::ReadOnly);
+        }
+        // SAFETY: offset..offset+4 lies inside the mapping, which stays valid
+        // for the program's lifetime (from_raw's contract); base is 64-byte
+        // aligned and offset 4-byte aligned, which AtomicU32 needs; every bit
+        // pattern is a valid u32; and other parties touch this word only
+        // through atomics or (outside the Rust program) plain word stores.
+        Ok(unsafe { core::sync::atomic::AtomicU32::from_ptr(self.base.as_ptr().add(offset).cast()) })
+    }
+
     /// Raw pointer to the first byte, for this crate's accessors.
     pub(crate) fn base(&self) -> *mut u8 {
         self.base.as_ptr()
@@ -201,6 +227,30 @@ mod tests {
     }
 
     #[test]
+    fn atomic_words_are_bounded_and_shared() {
+        use core::sync::atomic::Ordering;
+        let r = Region::alloc_zeroed(64);
+        r.atomic_u32(60).unwrap().store(0xA5A5_0001, Ordering::Release);
+        let mut out = [0u8; 4];
+        r.read_volatile(60, &mut out).unwrap();
+        assert_eq!(u32::from_le_bytes(out), 0xA5A5_0001, "the same memory as the byte view");
+        assert_eq!(r.atomic_u32(61).unwrap_err(), RegionError::Misaligned);
+        assert_eq!(r.atomic_u32(64).unwrap_err(), RegionError::OutOfRange);
+        assert_eq!(r.atomic_u32(usize::MAX - 3).unwrap_err(), RegionError::OutOfRange);
+        assert_eq!(r.read_only().atomic_u32(0).unwrap_err(), RegionError::ReadOnly);
+        // Another thread sees stores through its own view.
+        let seen = std::thread::spawn(move || {
+            let w = r.atomic_u32(0).unwrap();
+            while w.load(Ordering::Acquire) == 0 {
+                std::hint::spin_loop();
+            }
+            w.load(Ordering::Acquire)
+        });
+        r.atomic_u32(0).unwrap().store(7, Ordering::Release);
+        assert_eq!(seen.join().unwrap(), 7);
+    }
+
+    #[test]
     fn state_slices_are_sized_and_typed() {
         let r = Region::alloc_zeroed(4096);
         // SAFETY: this test holds the only view.
@@ -218,7 +268,10 @@ mod tests {
         // SAFETY: both calls fail their checks before anything is dereferenced.
         unsafe {
             assert_eq!(Region::from_raw(core::ptr::null_mut(), 64, true).unwrap_err(), RegionError::Null);
-            assert_eq!(Region::from_raw(8 as *mut u8, 64, true).unwrap_err(), RegionError::Misaligned);
+            assert_eq!(
+                Region::from_raw(core::ptr::without_provenance_mut(8), 64, true).unwrap_err(),
+                RegionError::Misaligned
+            );
         }
     }
 }
