@@ -44,7 +44,7 @@ fn messages(rules: &[String], v: u32) -> Vec<RulesControl<'_>> {
 
 /// The version a verdict on `port` came from (1 or 2 — parity of versions).
 fn version_of(port: u16, v: Verdict) -> u32 {
-    let even = port % 2 == 0;
+    let even = port.is_multiple_of(2);
     match (v, even) {
         (Verdict::Accept, true) | (Verdict::Reject, false) => 1,
         (Verdict::Accept, false) | (Verdict::Reject, true) => 2,
@@ -143,9 +143,9 @@ fn every_verdict_comes_from_one_complete_version() {
         rules.call(Instant::ZERO).unwrap();
         calls += 1;
         let idle = rules.component.engine().version() == next_version - 1;
-        if calls % 50 == 0 && next_version <= SWAPS + 1 && idle {
+        if calls.is_multiple_of(50) && next_version <= SWAPS + 1 && idle {
             let mut scratch = [0u8; 1024];
-            for m in messages(&policies[(next_version % 2 == 0) as usize], next_version) {
+            for m in messages(&policies[next_version.is_multiple_of(2) as usize], next_version) {
                 ctl.send_msg(&m, &mut scratch).unwrap();
             }
             let _ = ctl.publish();
