@@ -336,6 +336,9 @@ impl<'s> Engine<'s> {
                 Ok(Applied::Staged)
             }
             RulesControl::Rule { text } => {
+                if !self.stage.open {
+                    return Err(StageError::NotStaging);
+                }
                 if self.stage.broken.is_some() {
                     return Ok(Applied::Staged);
                 }
