@@ -116,16 +116,20 @@ pub struct Seg {
 #[repr(C)]
 #[derive(FromBytes, IntoBytes, Immutable, KnownLayout)]
 pub struct Tables {
+    // 8-byte aligned first; `_pad` makes the size a multiple of 8 (the
+    // derive refuses padding, so a capacity change that needs another pad
+    // fails to compile rather than silently).
+    keys: [[u64; 2]; MAX_NODES],
     counts: [u32; 8],
     dns: [[u32; 5]; MAX_DNS],
     entries: [EntryIx; ENTRY_SLOTS],
     dirs: [Dir; MAX_NODES],
-    keys: [[u32; 4]; MAX_NODES],
     nodes: [Node; MAX_NODES],
     name_keys: [NameKey; MAX_RULES],
     name_addrs: [NameAddr; MAX_NAME_ADDRS],
     acts: [u8; MAX_RULES],
     segs: [Seg; MAX_SEGS],
+    _pad: u32,
 }
 
 #[repr(C)]
@@ -311,7 +315,8 @@ impl Tables {
                         ix.dir_len += 1;
                     }
                     self.dirs[(ix.dir_start + ix.dir_len - 1) as usize].len += 1;
-                    self.keys[node as usize] = head.w;
+                    let v = unwords(&head.w);
+                    self.keys[node as usize] = [(v >> 64) as u64, v as u64];
                 }
                 _ => {
                     let k = self.counts[C_NAME_KEYS] as usize;
@@ -417,8 +422,9 @@ impl Tables {
                 continue;
             }
             let want = v & top(d.plen);
+            let want = [(want >> 64) as u64, want as u64];
             let keys = self.keys.get(d.start as usize..(d.start + d.len) as usize).unwrap_or(&[]);
-            if let Ok(i) = keys.binary_search_by(|k| unwords(k).cmp(&want)) {
+            if let Ok(i) = keys.binary_search(&want) {
                 best = best.min(self.node_match(d.start + i as u32, b, val));
             }
         }

@@ -201,14 +201,19 @@ impl<'s> Engine<'s> {
             changed_pending: false,
             n: Counters::default(),
         };
+        // A fresh start forgets whatever an earlier run left in the state
+        // ports (a restarted component must not trust it).
+        for p in e.s.policies.iter_mut() {
+            p.zero();
+        }
+        for t in e.s.tables.iter_mut() {
+            t.zero();
+        }
+        e.s.hosts.zero();
+        e.s.clients.zero();
+        e.s.hits.zero();
         e.s.policies[0].clear(0);
         e.s.tables[0].compile(&e.s.policies[0], e.s.hosts, e.s.scratch).map_err(|_| "rules state: empty policy")?;
-        for slot in e.s.clients.slots.iter_mut() {
-            *slot = SlotRec::new_zeroed();
-        }
-        e.s.clients.rebuild_index();
-        e.s.hits.rule = [0; MAX_RULES];
-        e.s.hits.policy = [0; ENTRY_SLOTS];
         Ok(e)
     }
 
@@ -661,7 +666,7 @@ fn put(out: &mut dyn Status, key: core::fmt::Arguments<'_>, v: u64) {
 }
 
 #[cfg(any(test, feature = "std"))]
-mod boxed {
+mod owned {
     extern crate std;
     use std::boxed::Box;
 
@@ -669,22 +674,50 @@ mod boxed {
 
     use super::*;
 
-    impl Engine<'static> {
-        /// An engine over freshly allocated state that lives for the rest of
-        /// the process (tests, benchmarks, host tools).
-        pub fn boxed() -> Engine<'static> {
-            fn leak<T: FromZeros>(n: usize) -> &'static mut [T] {
-                Box::leak(<[T]>::new_box_zeroed_with_elems(n).expect("allocation"))
+    /// State on the heap, for an engine outside a component (tests,
+    /// benchmarks, host tools).
+    pub struct OwnedState {
+        policies: Box<[PolicyStore]>,
+        tables: Box<[Tables]>,
+        scratch: Box<Scratch>,
+        hosts: Box<HostTable>,
+        clients: Box<ClientTable>,
+        hits: Box<Hits>,
+    }
+
+    impl Default for OwnedState {
+        fn default() -> Self {
+            Self::new()
+        }
+    }
+
+    impl OwnedState {
+        /// Allocates zeroed state (about 760 KiB).
+        pub fn new() -> Self {
+            fn many<T: FromZeros>(n: usize) -> Box<[T]> {
+                <[T]>::new_box_zeroed_with_elems(n).expect("allocation")
             }
+            fn one<T: FromZeros>() -> Box<T> {
+                T::new_box_zeroed().expect("allocation")
+            }
+            OwnedState { policies: many(2), tables: many(2), scratch: one(), hosts: one(), clients: one(), hits: one() }
+        }
+
+        /// A fresh engine over this state (whatever it held before is
+        /// forgotten).
+        pub fn engine(&mut self) -> Engine<'_> {
             let state = State {
-                policies: leak(2),
-                tables: leak(2),
-                scratch: &mut leak(1)[0],
-                hosts: &mut leak(1)[0],
-                clients: &mut leak(1)[0],
-                hits: &mut leak(1)[0],
+                policies: &mut self.policies,
+                tables: &mut self.tables,
+                scratch: &mut self.scratch,
+                hosts: &mut self.hosts,
+                clients: &mut self.clients,
+                hits: &mut self.hits,
             };
-            Engine::new(state).expect("fresh state")
+            Engine::new(state).expect("two policies and two tables")
         }
     }
 }
+
+#[cfg(any(test, feature = "std"))]
+pub use owned::OwnedState;

@@ -4,6 +4,7 @@
 use moat_control::rules::{Action, Addr, FlowKey, L4, RulesControl};
 use moat_rules::compile::NONE;
 use moat_rules::engine::Applied;
+use moat_rules::engine::OwnedState;
 use moat_rules::{Engine, reference};
 use proptest::prelude::*;
 
@@ -109,8 +110,13 @@ fn arb_key() -> impl Strategy<Value = FlowKey> {
 
 /// Installs `entries` (rule lists; the first is the default entry) as one
 /// policy, with some names resolved.
-fn engine(entries: &[Vec<String>], resolved: &[(usize, Vec<Addr>)], policies: &[bool]) -> Engine<'static> {
-    let mut e = Engine::boxed();
+fn engine<'s>(
+    st: &'s mut OwnedState,
+    entries: &[Vec<String>],
+    resolved: &[(usize, Vec<Addr>)],
+    policies: &[bool],
+) -> Engine<'s> {
+    let mut e = st.engine();
     for (n, addrs) in resolved {
         let addrs = heapless::Vec::from_slice(&addrs[..addrs.len().min(8)]).unwrap();
         e.control(&RulesControl::HostAddrs { name: NAMES[*n], addrs }).unwrap();
@@ -165,7 +171,8 @@ proptest! {
         keys in prop::collection::vec(arb_key(), 200),
         policy in any::<bool>(),
     ) {
-        let e = engine(std::slice::from_ref(&rules), &resolved, &[policy]);
+        let mut st = OwnedState::new();
+    let e = engine(&mut st, std::slice::from_ref(&rules), &resolved, &[policy]);
         let mut matched = std::collections::BTreeSet::new();
         for k in &keys {
             agree(&e, 0, k)?;
@@ -189,7 +196,8 @@ proptest! {
         keys in prop::collection::vec(arb_key(), 64),
         policies in prop::collection::vec(any::<bool>(), 6),
     ) {
-        let e = engine(&entries, &resolved, &policies);
+        let mut st = OwnedState::new();
+    let e = engine(&mut st, &entries, &resolved, &policies);
         for entry in 0..entries.len() {
             for k in &keys {
                 agree(&e, entry, k)?;
@@ -210,7 +218,8 @@ proptest! {
 #[test]
 fn first_match_wins_over_later_more_specific_rules() {
     let rules = ["action=drop dst4=10.0.0.0/8", "action=accept dst4=10.1.2.3/32 proto=tcp dstports=443"];
-    let e = engine(&[rules.iter().map(|s| s.to_string()).collect()], &[], &[true]);
+    let mut st = OwnedState::new();
+    let e = engine(&mut st, &[rules.iter().map(|s| s.to_string()).collect()], &[], &[true]);
     let k = FlowKey { dst: Addr::V4([10, 1, 2, 3]), proto: 6, l4: L4::Port(443) };
     assert_eq!(e.tables().lookup(0, &k), 0, "the /8 drop comes first");
     let k = FlowKey { dst: Addr::V4([11, 1, 2, 3]), ..k };
@@ -220,7 +229,8 @@ fn first_match_wins_over_later_more_specific_rules() {
 
 #[test]
 fn unresolved_names_match_nothing_until_resolved() {
-    let e0 = engine(&[vec!["action=accept dsthost=a.example".into()]], &[], &[false]);
+    let mut st = OwnedState::new();
+    let e0 = engine(&mut st, &[vec!["action=accept dsthost=a.example".into()]], &[], &[false]);
     let mut e = e0;
     let k = FlowKey { dst: Addr::V4([192, 0, 2, 7]), proto: 6, l4: L4::Port(443) };
     assert_eq!(e.tables().lookup(0, &k), NONE);
@@ -242,7 +252,8 @@ fn dns_rules_follow_linux() {
         "action=accept specialtarget=dns dst4=10.139.1.1",         // only the first server
         "action=drop specialtarget=dns",
     ];
-    let e = engine(&[rules.iter().map(|s| s.to_string()).collect()], &[], &[true]);
+    let mut st = OwnedState::new();
+    let e = engine(&mut st, &[rules.iter().map(|s| s.to_string()).collect()], &[], &[true]);
     let q = |a: [u8; 4], proto, port| FlowKey { dst: Addr::V4(a), proto, l4: L4::Port(port) };
     assert_eq!(e.tables().lookup(0, &q([10, 139, 1, 1], 17, 53)), 2);
     assert_eq!(e.tables().lookup(0, &q([10, 139, 1, 2], 6, 53)), 3);

@@ -4,7 +4,7 @@
 use moat_control::ClientEvent;
 use moat_control::rules::{Action, RulesControl, slots};
 use moat_rules::Engine;
-use moat_rules::engine::Applied;
+use moat_rules::engine::{Applied, OwnedState};
 use moat_rules::policy::{Ident, MAX_ENTRIES, MAX_NAMES, MAX_RULES, PolicyStore, StageError};
 use zerocopy::FromZeros;
 
@@ -129,7 +129,8 @@ fn install(e: &mut Engine<'_>, version: u32, default: &[&str], work: &[&str]) ->
 
 #[test]
 fn the_nat_hears_only_about_clients_whose_rules_changed() {
-    let mut e = Engine::boxed();
+    let mut st = OwnedState::new();
+    let mut e = st.engine();
     install(&mut e, 1, &["action=accept"], &["action=accept proto=tcp"]).unwrap();
     e.client_event(&ClientEvent::Up { slot: 0, ipv4: [10, 137, 0, 5], ipv6: None, mac: [0; 6] });
     e.client_event(&ClientEvent::Up { slot: 1, ipv4: [10, 137, 0, 6], ipv6: None, mac: [0; 6] });
@@ -148,7 +149,8 @@ fn the_nat_hears_only_about_clients_whose_rules_changed() {
 
 #[test]
 fn staging_messages_out_of_place_are_refused() {
-    let mut e = Engine::boxed();
+    let mut st = OwnedState::new();
+    let mut e = st.engine();
     assert_eq!(e.control(&RulesControl::Rule { text: "action=accept" }), Err(StageError::NotStaging));
     assert_eq!(e.control(&RulesControl::Commit { version: 1 }), Err(StageError::NotStaging));
     e.control(&RulesControl::Begin { version: 1, keep: false }).unwrap();

@@ -17,10 +17,10 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 use std::path::Path;
 
 use moat_control::rules::{Action, Addr, DropMode, InterVm, MAX_DNS, RulesControl};
-use moat_rules::engine::Applied;
+use moat_rules::RulesConfig;
+use moat_rules::engine::{Applied, OwnedState};
 use moat_rules::lang::{self, Dst};
 use moat_rules::policy::{MAX_ENTRIES, MAX_NAMES, MAX_RULES, valid_client_name};
-use moat_rules::{Engine, RulesConfig};
 use serde::Deserialize;
 use toml::Spanned;
 
@@ -538,7 +538,8 @@ impl Policy {
                 ))
             })?;
         }
-        let mut engine = Engine::boxed();
+        let mut state = OwnedState::new();
+        let mut engine = state.engine();
         let mut last = None;
         config.replay(
             |m| {

@@ -8,7 +8,7 @@ use moat_control::rules::{Addr, FlowKey, L4, RulesControl};
 use moat_net::meta::Verdict;
 use moat_policy::{Source, compile_files, load_sources};
 use moat_rules::Engine;
-use moat_rules::engine::Why;
+use moat_rules::engine::{OwnedState, Why};
 
 fn path(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../policies").join(name)
@@ -19,9 +19,9 @@ const MAIL: [u8; 4] = [10, 137, 0, 6];
 
 /// An engine running `files` (as the component would from its config) with
 /// clients `work` (slot 0) and `mail` (slot 1) up.
-fn engine(files: &[PathBuf]) -> Engine<'static> {
+fn engine<'s>(st: &'s mut OwnedState, files: &[PathBuf]) -> Engine<'s> {
     let config = compile_files(files).unwrap_or_else(|e| panic!("{e}"));
-    let mut e = Engine::boxed();
+    let mut e = st.engine();
     config.replay(|m| e.control(m).map(|_| ()), moat_rules::policy::StageError::NotStaging).unwrap();
     e.client_event(&ClientEvent::Up { slot: 0, ipv4: WORK, ipv6: None, mac: [0; 6] });
     e.client_event(&ClientEvent::Up { slot: 1, ipv4: MAIL, ipv6: None, mac: [0; 6] });
@@ -57,7 +57,8 @@ fn every_shipped_policy_loads_alone_and_on_the_default() {
 
 #[test]
 fn qubes_default_accepts_all_allows_dns_drops_inter_vm() {
-    let mut e = engine(&[path("qubes-default.toml")]);
+    let mut st = OwnedState::new();
+    let mut e = engine(&mut st, &[path("qubes-default.toml")]);
     assert_eq!(verdict(&mut e, tcp([93, 184, 216, 34], 443)), Verdict::Accept);
     assert_eq!(verdict(&mut e, udp([1, 1, 1, 1], 123)), Verdict::Accept);
     assert_eq!(verdict(&mut e, ping([8, 8, 8, 8])), Verdict::Accept);
@@ -76,7 +77,8 @@ fn qubes_default_accepts_all_allows_dns_drops_inter_vm() {
 
 #[test]
 fn lockdown_allows_dns_and_https_to_named_hosts_only() {
-    let mut e = engine(&[path("qubes-default.toml"), path("lockdown.toml")]);
+    let mut st = OwnedState::new();
+    let mut e = engine(&mut st, &[path("qubes-default.toml"), path("lockdown.toml")]);
     let qubes = [185, 199, 108, 153];
     assert_eq!(verdict(&mut e, udp([10, 139, 1, 1], 53)), Verdict::Dns);
     assert_eq!(verdict(&mut e, tcp(qubes, 443)), Verdict::Reject, "name not resolved yet: fail closed");
@@ -96,7 +98,8 @@ fn kill_switch_allows_only_the_vpn_endpoint_even_over_client_exceptions() {
     std::fs::create_dir_all(&dir).unwrap();
     let exceptions = dir.join("work-open.toml");
     std::fs::write(&exceptions, "[client.work]\nip = \"10.137.0.5\"\npolicy = \"accept\"\n").unwrap();
-    let mut e = engine(&[path("qubes-default.toml"), exceptions.clone(), path("kill-switch.toml")]);
+    let mut st = OwnedState::new();
+    let mut e = engine(&mut st, &[path("qubes-default.toml"), exceptions.clone(), path("kill-switch.toml")]);
     std::fs::remove_dir_all(&dir).unwrap();
     let vpn = [198, 51, 100, 7];
     assert_eq!(verdict(&mut e, udp(vpn, 51820)), Verdict::Accept);
@@ -141,7 +144,8 @@ fn clients_by_name_are_matched_once_their_name_is_known() {
     let text = "[client.work]\nrules = [\"action=accept proto=tcp dstports=443\"]\n";
     let p = load_sources(&[Source { name: "p.toml".into(), text: text.into() }]).unwrap();
     let config = p.to_config(1).unwrap();
-    let mut e = Engine::boxed();
+    let mut st = OwnedState::new();
+    let mut e = st.engine();
     config.replay(|m| e.control(m).map(|_| ()), moat_rules::policy::StageError::NotStaging).unwrap();
     e.client_event(&ClientEvent::Up { slot: 0, ipv4: WORK, ipv6: None, mac: [0; 6] });
     assert_eq!(verdict(&mut e, tcp([1, 1, 1, 1], 443)), Verdict::Reject, "unnamed: the default entry (drop)");
