@@ -291,14 +291,17 @@ impl<'s> Engine<'s> {
     /// Applies one control message.
     pub fn control(&mut self, msg: &RulesControl<'_>) -> Result<Applied, StageError> {
         let r = self.control_inner(msg);
-        if let Err(e) = r {
-            match msg {
-                RulesControl::Commit { .. } => {}
-                _ if self.stage.open => {
-                    self.stage.broken.get_or_insert(e);
-                }
-                _ => {}
-            }
+        // A staging message that fails spoils the staged policy; the others
+        // (addresses, names) fail on their own.
+        let staging = matches!(
+            msg,
+            RulesControl::Settings { .. }
+                | RulesControl::Default { .. }
+                | RulesControl::Client { .. }
+                | RulesControl::Rule { .. }
+        );
+        if let (Err(e), true, true) = (r, staging, self.stage.open) {
+            self.stage.broken.get_or_insert(e);
         }
         r
     }
@@ -427,9 +430,12 @@ impl<'s> Engine<'s> {
         let (active, staged, open) =
             (&self.s.policies[self.active], &self.s.policies[1 - self.active], self.stage.open);
         let in_use = |n: &str| active.find_name(n).is_some() || (open && staged.find_name(n).is_some());
-        if self.s.hosts.set(name, addrs, in_use).is_err() {
+        if let Err(e) = self.s.hosts.set(name, addrs, in_use) {
             self.n.host_errors += 1;
-            return Ok(Applied::Updated);
+            return Err(match e {
+                crate::hosts::HostError::BadName => StageError::BadIdent,
+                crate::hosts::HostError::Full => StageError::TooManyNames,
+            });
         }
         if self.s.hosts.get(name) == before {
             return Ok(Applied::Updated);
@@ -503,6 +509,11 @@ impl<'s> Engine<'s> {
         }
         self.changed_pending = false;
         Some(core::mem::take(&mut self.changed))
+    }
+
+    /// True if some change has not been told to the NAT yet.
+    pub fn changed_pending(&self) -> bool {
+        self.changed_pending
     }
 
     /// Puts back what [`take_changed`](Self::take_changed) returned (the

@@ -205,6 +205,18 @@ struct Counters {
     denied: u64,
 }
 
+/// Sends `msg`, or, if it does not fit, asks to be woken by the reader's
+/// next release (trying once more if it released meanwhile).
+fn send_or_arm<M: Serialize>(tx: &mut MsgTx, msg: &M, scratch: &mut [u8]) -> Result<bool, Fault> {
+    if tx.send(msg, scratch)? {
+        return Ok(true);
+    }
+    if tx.wait_space()? {
+        return tx.send(msg, scratch);
+    }
+    Ok(false)
+}
+
 /// The component.
 pub struct Rules {
     engine: Engine<'static>,
@@ -277,18 +289,15 @@ impl Rules {
             self.reply = Some(RulesToNat::Denied { epoch: self.engine.epoch(), slot, batch, denied });
         }
         if let Some(reply) = self.reply.take()
-            && !p.to_nat_ctl.send(&reply, &mut scratch)?
+            && !send_or_arm(&mut p.to_nat_ctl, &reply, &mut scratch)?
         {
             self.reply = Some(reply);
         }
         if let Some(map) = self.engine.take_changed() {
             let msg = RulesToNat::Changed { version: self.engine.version(), epoch: self.engine.epoch(), slots: map };
-            if !p.to_nat_ctl.send(&msg, &mut scratch)? {
+            if !send_or_arm(&mut p.to_nat_ctl, &msg, &mut scratch)? {
                 self.engine.untake_changed(map);
             }
-        }
-        if self.reply.is_some() {
-            cx.again();
         }
         p.to_nat_ctl.flush(cx);
         Ok(())
@@ -317,6 +326,8 @@ impl Rules {
         let mut room = p.to_nat.free()?;
         for _ in 0..cx.budget() {
             if room == 0 {
+                // Wake me when the NAT frees space; the input stays armed.
+                let _ = p.to_nat.wait_space()?;
                 break;
             }
             let Some(mut d) = p.from_csum.pop()? else { break };

@@ -58,6 +58,10 @@ fn config(msgs: &[RulesControl<'_>]) -> RulesConfig {
 }
 
 fn rig_with(config: RulesConfig) -> Rig {
+    rig_nat(config, 1024)
+}
+
+fn rig_nat(config: RulesConfig, nat_ring: u32) -> Rig {
     let mut h = Harness::new();
     let up = h.input("from_csum", 64);
     let up_free = h.output("from_csum_free", 64);
@@ -66,7 +70,7 @@ fn rig_with(config: RulesConfig) -> Rig {
     let pool = h.pool("client_buffers", PoolGeometry::new(POOL, 2048, BUFS).unwrap(), false);
     let clients = h.msg_input("clients", "ClientEvent", 1024);
     let policy = h.msg_input("policy", "RulesControl", 4096);
-    let nat_in = h.msg_output("to_nat_ctl", "RulesToNat", 1024);
+    let nat_in = h.msg_output("to_nat_ctl", "RulesToNat", nat_ring);
     let nat_out = h.msg_input("from_nat_ctl", "NatToRules", 1024);
     let rules = h.start::<Rules>(config).unwrap();
     let mut r = Rig { up, up_free, down, down_free, pool, clients, policy, nat_in, nat_out, rules, h };
@@ -387,4 +391,33 @@ fn bad_config_is_a_config_fault() {
     let mut c = RulesConfig::default();
     c.policy.extend_from_slice(&[0xff, 0xff]).unwrap();
     assert_eq!(h.start::<Rules>(c).err(), Some(Fault::Config("policy")));
+}
+
+#[test]
+fn a_full_nat_ring_holds_the_news_until_there_is_room() {
+    // 64 bytes: room for one `Changed` (4 + 42 bytes), not two.
+    let mut r = rig_nat(config(&messages(1, DropMode::Reject)), 64);
+    let change = |v: u32, port: &'static str| {
+        vec![
+            RulesControl::Begin { version: v, keep: true },
+            RulesControl::Client { ipv4: Some(WORK), ipv6: None, name: None, policy: Action::Drop },
+            RulesControl::Rule { text: port },
+            RulesControl::Commit { version: v },
+        ]
+    };
+    // `control` settles: the component must not ask to run again while the
+    // news does not fit.
+    r.control(&change(2, "action=accept proto=tcp dstports=22"));
+    r.control(&change(3, "action=accept proto=tcp dstports=23"));
+    let mut buf = [0u8; 1024];
+    let first = r.nat_in.recv_msg::<RulesToNat>(&mut buf).unwrap();
+    assert!(matches!(first, Some(RulesToNat::Changed { version: 2, .. })), "{first:?}");
+    assert_eq!(r.nat_in.recv_msg::<RulesToNat>(&mut buf).unwrap(), None);
+    assert!(r.nat_in.release().needed(), "the component asked to be woken when the NAT makes room");
+    r.rules.call(Instant::ZERO).unwrap();
+    let second = r.nat_messages();
+    assert!(
+        matches!(second.as_slice(), [RulesToNat::Changed { version: 3, slots, .. }] if slots::contains(slots, SLOT)),
+        "{second:?}"
+    );
 }

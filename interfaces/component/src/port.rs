@@ -318,4 +318,10 @@ impl MsgTx {
             cx.notify(self.ch);
         }
     }
+
+    /// Asks to be woken when the reader frees space; true if there is some
+    /// now (a message that did not fit may be retried at once).
+    pub fn wait_space(&mut self) -> Result<bool, Fault> {
+        self.ring.arm_space().map_err(|_| self.fault())
+    }
 }
