@@ -42,8 +42,10 @@
 //! [`hosts::MAX_HOST_ADDRS`] addresses), `client_table` (254 clients and
 //! their VM names), `hits` (a counter per rule). Capacities per policy are in
 //! [`policy`]: 64 client entries plus the default, 2048 rules, 64 `dsthost`
-//! names. The configuration blob holds at most [`CONFIG_BYTES`] of encoded
-//! policy.
+//! names. The configuration blob holds at most [`CONFIG_BYTES`] (8 KiB) of
+//! encoded policy. Stack: `init` receives that blob by value and `notified`
+//! keeps two 1 KiB frame buffers and a 4 KiB swap memo, so give the component
+//! at least 32 KiB.
 //!
 //! # Status
 //!
@@ -86,8 +88,12 @@ pub use engine::{ClientTable, Engine, Hits, State};
 pub use hosts::HostTable;
 pub use policy::PolicyStore;
 
-/// Most bytes of encoded policy the configuration blob carries.
-pub const CONFIG_BYTES: usize = 65536;
+/// Most bytes of encoded policy the configuration blob carries. The
+/// contract hands `init` its configuration by value, so it stays small
+/// enough for a modest stack; typical policies take a few hundred bytes, and
+/// a larger one is delivered at run time on the `policy` ring instead (the
+/// same messages).
+pub const CONFIG_BYTES: usize = 8192;
 /// Largest control frame the component reads.
 const FRAME: usize = 1024;
 

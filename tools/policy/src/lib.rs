@@ -533,7 +533,8 @@ impl Policy {
         for m in self.messages(version) {
             config.push(&m).map_err(|_| {
                 fail(format!(
-                    "the policy is larger than the {} bytes a configuration blob holds",
+                    "the policy is larger than the {} bytes a configuration blob holds; deliver it on the \
+                     `policy` ring at run time (Policy::messages)",
                     moat_rules::CONFIG_BYTES
                 ))
             })?;

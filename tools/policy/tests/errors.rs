@@ -148,7 +148,7 @@ fn unreadable_file() {
 
 #[test]
 fn policy_too_large_for_the_blob() {
-    let rules: Vec<String> = (0..1500)
+    let rules: Vec<String> = (0..200)
         .map(|i| {
             format!("\"action=accept dst6=2001:db8:{i:x}:ffff:ffff:ffff:ffff:0/112 proto=tcp dstports=10000-20000\"")
         })
@@ -156,5 +156,17 @@ fn policy_too_large_for_the_blob() {
     let text = format!("[client.big]\nrules = [\n{}\n]\n", rules.join(",\n"));
     let policy = load_sources(&[src("a.toml", &text)]).unwrap();
     let e = policy.to_config(1).unwrap_err().to_string();
-    assert_eq!(e, "a.toml:1:1: the policy is larger than the 65536 bytes a configuration blob holds");
+    assert_eq!(
+        e,
+        "a.toml:1:1: the policy is larger than the 8192 bytes a configuration blob holds; deliver it on the `policy` \
+         ring at run time (Policy::messages)"
+    );
+    // The same policy goes through the ring's messages into a real engine.
+    let mut st = moat_rules::engine::OwnedState::new();
+    let mut engine = st.engine();
+    for m in policy.messages(9) {
+        engine.control(&m).unwrap();
+    }
+    assert_eq!(engine.version(), 9);
+    assert_eq!(engine.policy().rule_count(), 200);
 }
