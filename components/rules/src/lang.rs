@@ -26,6 +26,12 @@
 //! with whatever else the rule says. A `dstports` other than 53 makes such a
 //! rule match nothing, as does `proto=icmp`; neither is an error there, so
 //! neither is here.
+//!
+//! `dsthost` differs from Linux on purpose: Linux resolves the name when it
+//! loads the rules and, if that fails, blocks the whole client. Here a name's
+//! addresses arrive later from a resolver (`RulesControl::HostAddrs`), and
+//! until they do only that rule matches nothing — still failing closed, since
+//! an unmatched accept cannot let anything through.
 
 use core::fmt;
 use core::net::{Ipv4Addr, Ipv6Addr};

@@ -53,7 +53,9 @@
 //! `drop.{spoofed,unknown_client,inter_vm,routed,bad_descriptor,bad_meta}`,
 //! `drop.malformed.<reason>` (moat-net's `Error::name`),
 //! `error.bad_return`, `policy.{version,epoch,swaps,rejected,last_reject,
-//! rule_errors,staging,entries,rules,nodes,segments}`, `dsthost.unresolved`
+//! rule_errors,staging,entries,rules,nodes,segments}` (`last_reject`: why the
+//! last refused commit was refused, a [`policy::StageError`] as a number),
+//! `error.{host_addrs,client_event}`, `dsthost.unresolved`
 //! and `dsthost.<name>.addrs` (0: the name's rules match nothing),
 //! `hits.<client>.<n>` (rule `n`, numbered from 0 as in QubesDB) and
 //! `hits.<client>.policy`, `error.<client>.{rule,field,kind}` for a client
