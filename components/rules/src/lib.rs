@@ -28,7 +28,7 @@
 //! policy says [`InterVm::Rules`] (Linux sys-firewall drops it).
 //!
 //! Modules: [`lang`] (the rule language), [`policy`] (a policy in plain
-//! bytes), [`compile`] (the classifier), [`reference`] (the interpreter the
+//! bytes), [`compile`] (the classifier), [`reference`](mod@reference) (the interpreter the
 //! classifier is tested against), [`hosts`] (`dsthost` addresses),
 //! [`engine`] (decisions without rings), [`flow`] (what the rules look at in
 //! a packet).
