@@ -32,12 +32,44 @@ fn linux_guest_on_real_xen() {
     assert!(ms.is_some_and(|ms| ms > 0), "no create-to-ready time");
 }
 
-/// moat's PVH image on Xen: the checks of issue 9.
-#[test]
-#[ignore = "moat's PVH image is not on main yet: run with MOAT_PVH_IMAGE=<path> and --run-ignored"]
-fn moat_on_real_xen() {
-    let image = PathBuf::from(std::env::var_os("MOAT_PVH_IMAGE").expect("MOAT_PVH_IMAGE names moat's PVH image"));
+/// moat's PVH image: `MOAT_PVH_IMAGE`, or built from `images/pvh` the way
+/// its README says.
+fn moat_image() -> PathBuf {
+    let image = match std::env::var_os("MOAT_PVH_IMAGE") {
+        Some(p) => PathBuf::from(p),
+        None => moat_pvh_test::build_image(),
+    };
     assert!(image.is_file(), "no image at {}", image.display());
+    image
+}
+
+/// moat's image runs its self-test system on real Xen: Xen found, console
+/// and XenStore rings, an event channel looped back, a grant copy, the
+/// self-test's traffic, and the domain gone after its own shutdown. The
+/// scenario is the image's (`images/pvh-test/xen/pvh-selftest.sh`).
+#[test]
+fn moat_selftest_on_real_xen() {
+    let image = moat_image();
+    let scenario = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../images/pvh-test/xen/pvh-selftest.sh");
+    let run = run_scenario("pvh-selftest", scenario.to_str().expect("utf-8 path"), &[("moat.pvh", &image)]);
+    run.assert_checks(&[
+        "moat-create",
+        "moat-selftest-done",
+        "moat-on-xen",
+        "moat-console-ring",
+        "moat-xenstore-ring",
+        "moat-evtchn-loopback",
+        "moat-grant-copy",
+        "moat-selftest-pass",
+        "moat-shutdown",
+    ]);
+}
+
+/// moat's image against the contract of issue 9 (`tests/xen/README.md`).
+#[test]
+#[ignore = "moat's image does not print the tests/xen/README.md contract yet; run with --run-ignored all"]
+fn moat_on_real_xen() {
+    let image = moat_image();
     let run = run_scenario("moat-on-xen", "moat-on-xen", &[("moat.pvh", &image)]);
     run.assert_checks(MOAT_CHECKS);
 }
