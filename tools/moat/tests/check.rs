@@ -121,7 +121,7 @@ fn crate_unregistered() {
     expect_error(
         "crate_unregistered",
         r#"errors/crate_unregistered.toml:7:9: error: crate `components/ehco` is not a registered component
-  help: registered crates: `components/echo`; if the crate does not exist yet, add `planned = true` and declare its `ports`
+  help: registered crates: `components/echo`, `components/csum`; if the crate does not exist yet, add `planned = true` and declare its `ports`
 "#,
     );
 }

@@ -22,7 +22,8 @@ use moat_component::{Component, PortDecl, Ports};
 use crate::diag::{Diagnostic, HELP};
 
 /// The registered components.
-pub static COMPONENTS: &[Entry] = &[Entry::of::<moat_echo::Echo>("components/echo")];
+pub static COMPONENTS: &[Entry] =
+    &[Entry::of::<moat_echo::Echo>("components/echo"), Entry::of::<moat_csum::Csum>("components/csum")];
 
 /// The entry whose crate is at `crate_path` (as written in `system.toml`).
 pub fn find(crate_path: &str) -> Option<&'static Entry> {
