@@ -10,6 +10,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod check;
+mod run;
 
 /// moat: a firewall VM for Qubes OS built from small isolated components.
 #[derive(Parser)]
@@ -23,10 +24,13 @@ struct Cli {
 enum Command {
     /// Validate a system.toml and print its component graph.
     Check(check::Args),
+    /// Run a system: `--hosted` on this Linux machine, TAPs at the edges.
+    Run(run::Args),
 }
 
 fn main() -> ExitCode {
     match Cli::parse().command {
         Command::Check(args) => check::run(args),
+        Command::Run(args) => run::run(args),
     }
 }

@@ -172,11 +172,11 @@ impl Task for Clients {
     fn status(&self, out: &mut dyn Status) {
         self.edge.status(out);
         for (c, k) in self.clients.iter().zip(&self.counts) {
-            let p = &c.tap;
-            out.put(&format!("client.{p}.rx"), k.rx);
-            out.put(&format!("client.{p}.tx"), k.tx);
-            out.put(&format!("client.{p}.arp_answered"), k.arp_answered);
-            out.put(&format!("client.{p}.drop.spoofed"), k.spoofed);
+            let p = c.ip;
+            out.put(&format!("client[{p}].rx"), k.rx);
+            out.put(&format!("client[{p}].tx"), k.tx);
+            out.put(&format!("client[{p}].arp_answered"), k.arp_answered);
+            out.put(&format!("client[{p}].drop.spoofed"), k.spoofed);
         }
     }
 
