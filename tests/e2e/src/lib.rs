@@ -209,12 +209,11 @@ impl Moat {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             let now = std::fs::metadata(&self.status_file).and_then(|m| m.modified()).ok();
-            if now.is_some() && now != before {
-                if let Ok(v) = std::fs::read_to_string(&self.status_file).map(|t| serde_json::from_str(&t)) {
-                    if let Ok(v) = v {
-                        return v;
-                    }
-                }
+            if now.is_some()
+                && now != before
+                && let Ok(Ok(v)) = std::fs::read_to_string(&self.status_file).map(|t| serde_json::from_str(&t))
+            {
+                return v;
             }
             assert!(Instant::now() < deadline, "no status from moat");
             std::thread::sleep(Duration::from_millis(20));
