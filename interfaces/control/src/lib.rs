@@ -10,5 +10,9 @@
 #![deny(missing_docs)]
 
 pub mod clients;
+pub mod runtime;
+pub mod xenstore;
 
 pub use clients::ClientEvent;
+pub use runtime::{RuntimeEvent, ShutdownReason};
+pub use xenstore::{NetbackCtl, NetfrontCtl, Uplink, Vif, XsError, XsOp, XsReply, XsRequest};

@@ -36,45 +36,49 @@ pub const fn fold(mut acc: u64) -> u16 {
     acc as u16
 }
 
-/// Bytes summed between folds of the wide accumulators in [`sum_ne`]; each
-/// 32-byte step adds less than 2^34 to an accumulator, so 2^20 bytes
-/// (2^15 steps) stay far below 2^64.
+/// Bytes summed before the wide accumulators are folded: each 32-byte step
+/// adds less than 2^33 to an accumulator, so 2^20 bytes (2^15 steps) keep
+/// the four of them, and their sum, far below 2^64.
 const BLOCK: usize = 1 << 20;
 
 /// One's-complement sum of `bytes` as native-endian 16-bit words, unfolded.
-///
-/// Wide accumulation: four 64-bit accumulators each take two 32-bit words per
-/// 32-byte step (no carries to propagate, independent dependency chains, and
-/// a loop shape the compiler vectorises).
 #[inline]
 fn sum_ne(bytes: &[u8]) -> u64 {
-    let mut total: u64 = 0;
-    for block in bytes.chunks(BLOCK) {
-        let (mut a, mut b, mut c, mut d) = (0u64, 0u64, 0u64, 0u64);
-        let mut steps = block.chunks_exact(32);
-        for s in &mut steps {
-            let w = |i: usize| u64::from(u32::from_ne_bytes([s[i], s[i + 1], s[i + 2], s[i + 3]]));
-            a += w(0) + w(16);
-            b += w(4) + w(20);
-            c += w(8) + w(24);
-            d += w(12) + w(28);
-        }
-        let mut rest = steps.remainder();
-        while rest.len() >= 4 {
-            a += u64::from(u32::from_ne_bytes([rest[0], rest[1], rest[2], rest[3]]));
-            rest = &rest[4..];
-        }
-        if rest.len() >= 2 {
-            b += u64::from(u16::from_ne_bytes([rest[0], rest[1]]));
-            rest = &rest[2..];
-        }
-        if let [last] = rest {
-            // The odd byte is the high-order byte of a word padded with zero.
-            c += u64::from(u16::from_ne_bytes([*last, 0]));
-        }
-        total += u64::from(fold(a)) + u64::from(fold(b)) + u64::from(fold(c)) + u64::from(fold(d));
+    if bytes.len() <= BLOCK {
+        return sum_block(bytes);
     }
-    total
+    bytes.chunks(BLOCK).map(|b| u64::from(fold(sum_block(b)))).sum()
+}
+
+/// Wide accumulation over at most [`BLOCK`] bytes: four 64-bit accumulators
+/// each take two 32-bit words per 32-byte step (no carries to propagate,
+/// independent dependency chains, and a loop shape the compiler
+/// vectorises).
+#[inline]
+fn sum_block(bytes: &[u8]) -> u64 {
+    let (mut a, mut b, mut c, mut d) = (0u64, 0u64, 0u64, 0u64);
+    let mut steps = bytes.chunks_exact(32);
+    for s in &mut steps {
+        let w = |i: usize| u64::from(u32::from_ne_bytes([s[i], s[i + 1], s[i + 2], s[i + 3]]));
+        a += w(0) + w(16);
+        b += w(4) + w(20);
+        c += w(8) + w(24);
+        d += w(12) + w(28);
+    }
+    let mut rest = steps.remainder();
+    while rest.len() >= 4 {
+        a += u64::from(u32::from_ne_bytes([rest[0], rest[1], rest[2], rest[3]]));
+        rest = &rest[4..];
+    }
+    if rest.len() >= 2 {
+        b += u64::from(u16::from_ne_bytes([rest[0], rest[1]]));
+        rest = &rest[2..];
+    }
+    if let [last] = rest {
+        // The odd byte is the high-order byte of a word padded with zero.
+        c += u64::from(u16::from_ne_bytes([*last, 0]));
+    }
+    a + b + c + d
 }
 
 /// The folded one's-complement sum of `bytes` as big-endian 16-bit words

@@ -205,8 +205,8 @@ impl<B: ByteSlice> Ipv4<B> {
         let l4_len = (self.total_len() - self.header_len()) as u16;
         Checksum::ipv4_pseudo(self.header.src, self.header.dst, self.header.protocol, l4_len)
     }
-    /// Header (with options) and payload bytes, for checksumming regions
-    /// that span them.
+    /// The fixed header's bytes and the option bytes (together, the region
+    /// the header checksum covers).
     pub fn header_bytes(&self) -> (&[u8], &[u8]) {
         (Ref::bytes(&self.header), &self.options)
     }

@@ -268,7 +268,10 @@ mod tests {
         // SAFETY: both calls fail their checks before anything is dereferenced.
         unsafe {
             assert_eq!(Region::from_raw(core::ptr::null_mut(), 64, true).unwrap_err(), RegionError::Null);
-            assert_eq!(Region::from_raw(8 as *mut u8, 64, true).unwrap_err(), RegionError::Misaligned);
+            assert_eq!(
+                Region::from_raw(core::ptr::without_provenance_mut(8), 64, true).unwrap_err(),
+                RegionError::Misaligned
+            );
         }
     }
 }
