@@ -48,6 +48,29 @@ impl<'a> HostBinder<'a> {
         HostBinder { spec, regions, bound: vec![false; n] }
     }
 
+    /// Binds every control ring port not bound yet and returns them, to be
+    /// kept and never used: a TAP adapter playing a Xen driver leaves the
+    /// driver's XenStore conversation idle.
+    pub fn bind_idle_control(&mut self) -> Result<(Vec<MsgRx>, Vec<MsgTx>), BindError> {
+        let (mut rx, mut tx) = (Vec::new(), Vec::new());
+        for i in 0..self.spec.ports.len() {
+            let p = &self.spec.ports[i];
+            let control = matches!(p.wire, PortWire::Ring { slot_size: 1, .. });
+            if self.bound[i] || !control {
+                continue;
+            }
+            // Names live as long as the process: leaked once per port.
+            let name: &'static str = Box::leak(p.name.clone().into_boxed_str());
+            let message: &'static str = Box::leak(p.message.clone().into_boxed_str());
+            match p.kind {
+                PortKind::Rx => rx.push(self.msg_rx(name, message)?),
+                PortKind::Tx => tx.push(self.msg_tx(name, message)?),
+                _ => {}
+            }
+        }
+        Ok((rx, tx))
+    }
+
     /// The first port not bound, if any (its component and the system
     /// disagree).
     pub fn unbound(&self) -> Option<&str> {
@@ -124,6 +147,15 @@ impl Binder for HostBinder<'_> {
     fn device<D: moat_ring::Device>(&mut self, name: &'static str) -> Result<(D, Channel), BindError> {
         // The hosted image has no Xen devices to attach.
         Err(BindError::Missing(name))
+    }
+
+    fn state_len(&mut self, name: &'static str) -> Result<usize, BindError> {
+        let p = self.spec.ports.iter().find(|p| p.name == name).ok_or(BindError::Missing(name))?;
+        match p.wire {
+            PortWire::State(n) if n > 0 => usize::try_from(n).map_err(|_| BindError::Layout(name)),
+            PortWire::State(_) => Err(BindError::Layout(name)),
+            _ => Err(BindError::Mismatch(name)),
+        }
     }
 
     fn state<T: zerocopy::FromBytes + zerocopy::IntoBytes + zerocopy::KnownLayout + zerocopy::Immutable>(

@@ -80,7 +80,7 @@ pub const fn kind<C: Component + 'static>() -> Kind {
 }
 
 /// Every component type the hosted image can run.
-pub static KINDS: &[Kind] = &[kind::<moat_echo::Echo>(), kind::<moat_csum::Csum>()];
+pub static KINDS: &[Kind] = &[kind::<moat_echo::Echo>(), kind::<moat_csum::Csum>(), kind::<moat_nat::Nat>()];
 
 /// The kind named `name` (`Component::NAME`).
 pub fn find(name: &str) -> Option<&'static Kind> {

@@ -346,9 +346,14 @@ fn check_adapter_ports(c: &moat_system::model::Component, role: Role) -> Result<
             ));
         }
     }
-    if let Some(extra) = c.ports.iter().find(|p| !decl.iter().any(|d| d.name == p.name)) {
+    let extra = c.ports.iter().find(|p| {
+        !decl.iter().any(|d| d.name == p.name)
+            && !(matches!(p.kind, PortKind::Rx | PortKind::Tx) && moat_system::plain_size(&p.message).is_none())
+    });
+    if let Some(extra) = extra {
         return err(format!(
-            "component `{}` has port `{}`, which the {role:?} adapter that plays it does not know",
+            "component `{}` has port `{}`, which the {role:?} adapter that plays it does not know (only control \
+             ports may be left idle)",
             c.name, extra.name
         ));
     }

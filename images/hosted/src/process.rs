@@ -88,6 +88,10 @@ fn body(plan: &Plan, i: usize, ctrl: RawFd, base_ns: u64, hosted: &HostedConfig)
         Runs::Component(kind) => kind.start(&mut binder, &spec.config, &mut cx).map_err(|f| worker::describe(&f))?,
         Runs::Adapter(role) => start_adapter(role, &mut binder, hosted)?,
     };
+    let _idle = match spec.runs {
+        Runs::Adapter(_) => binder.bind_idle_control().map_err(|e| format!("cannot bind control ports: {e:?}"))?,
+        Runs::Component(_) => Default::default(),
+    };
     if let Some(port) = binder.unbound() {
         return Err(format!("port `{port}` was not bound: the crate and system.toml disagree"));
     }

@@ -150,6 +150,22 @@ const TOKEN_TICK: u64 = 2;
 const TOKEN_FEED: u64 = 100;
 const TOKEN_CHILD: u64 = 10_000;
 
+/// Settings the system and the hosted config both hold must agree: the
+/// NAT's `uplink_ip` is the uplink adapter's address.
+pub fn check_agreement(system: &System, hosted: &HostedConfig) -> Result<(), String> {
+    let Some(up) = &hosted.uplink else { return Ok(()) };
+    for c in system.components.iter().filter(|c| c.crate_path.trim_start_matches("./") == "components/nat") {
+        let ip = c.config_toml.get("uplink_ip").and_then(|v| v.as_str());
+        if let Some(ip) = ip.filter(|ip| ip.parse() != Ok(up.address)) {
+            return Err(format!(
+                "component `{}` translates to uplink_ip {ip}, but the hosted config's uplink address is {}",
+                c.name, up.address
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Runs the system until SIGINT/SIGTERM (`Ok`) or until a process stops
 /// (`Err`, after failing closed).
 pub fn serve(system: &System, hosted: &HostedConfig, opts: &RunOptions) -> Result<(), String> {

@@ -24,7 +24,7 @@ use crate::config::{CLIENT_GATEWAY_MAC, Client};
 use crate::kinds::Task;
 
 /// The ports it plays: netback's.
-pub const DECL: &[PortDecl] = &super::decl("client_buffers", "uplink_buffers", "NetbackCtl");
+pub const DECL: &[PortDecl] = &super::decl("client_buffers", "uplink_buffers");
 
 /// Per-client counters.
 #[derive(Clone, Debug, Default)]
@@ -50,7 +50,7 @@ impl Clients {
         if clients.len() != links.len() || clients.len() > usize::from(Iface::MAX_CLIENTS) {
             return Err(Fault::Config("one link per client, at most 254"));
         }
-        let edge = Edge::bind(b, "client_buffers", "uplink_buffers", "NetbackCtl")?;
+        let edge = Edge::bind(b, "client_buffers", "uplink_buffers")?;
         let counts = vec![Counts::default(); clients.len()];
         Ok(Clients { edge, clients, links, counts, first: 0 })
     }

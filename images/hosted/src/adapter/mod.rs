@@ -24,18 +24,17 @@ pub mod uplink;
 
 use std::collections::BTreeMap;
 
-use moat_component::{
-    BindError, Binder, BufferOwner, Context, Fault, MsgRx, PacketDesc, Pool, PortDecl, Rx, Status, Tx,
-};
+use moat_component::{BindError, Binder, BufferOwner, Context, Fault, PacketDesc, Pool, PortDecl, Rx, Status, Tx};
 
 /// The port shape both adapters share, with the two pool names swapped.
-pub const fn decl(own: &'static str, other: &'static str, ctl: &'static str) -> [PortDecl; 7] {
+/// A substituted driver may declare control ports besides (its XenStore
+/// conversation); the adapter binds those and leaves them idle.
+pub const fn decl(own: &'static str, other: &'static str) -> [PortDecl; 6] {
     [
         PortDecl::tx("to_csum", "PacketDesc"),
         PortDecl::rx("to_csum_free", "PacketDesc"),
         PortDecl::rx("from_nat", "PacketDesc"),
         PortDecl::tx("from_nat_free", "PacketDesc"),
-        PortDecl::rx("from_xenstore", ctl),
         PortDecl::pool_rw(own),
         PortDecl::pool_ro(other),
     ]
@@ -47,9 +46,6 @@ pub struct Edge {
     to_csum_free: Rx<PacketDesc>,
     from_nat: Rx<PacketDesc>,
     from_nat_free: Tx<PacketDesc>,
-    // Bound so the graph is whole; the hosted image sends nothing on it
-    // (the supervisor plays xenstore and has no driver settings to give).
-    _from_xenstore: MsgRx,
     own: Pool,
     other: Pool,
     owner: BufferOwner,
@@ -64,13 +60,8 @@ pub struct Edge {
 }
 
 impl Edge {
-    /// Binds the ports (`from_xenstore` carries `ctl`).
-    pub fn bind<B: Binder>(
-        b: &mut B,
-        own: &'static str,
-        other: &'static str,
-        ctl: &'static str,
-    ) -> Result<Edge, Fault> {
+    /// Binds the packet ports and pools.
+    pub fn bind<B: Binder>(b: &mut B, own: &'static str, other: &'static str) -> Result<Edge, Fault> {
         let own_pool = b.pool(own)?;
         if !own_pool.writable() {
             return Err(Fault::Bind(BindError::Mismatch(own)));
@@ -81,7 +72,6 @@ impl Edge {
             to_csum_free: b.rx("to_csum_free")?,
             from_nat: b.rx("from_nat")?,
             from_nat_free: b.tx("from_nat_free")?,
-            _from_xenstore: b.msg_rx("from_xenstore", ctl)?,
             own: own_pool,
             other: b.pool(other)?,
             owner,

@@ -24,7 +24,7 @@ use crate::config::Uplink as Config;
 use crate::kinds::Task;
 
 /// The ports it plays: netfront's.
-pub const DECL: &[PortDecl] = &super::decl("uplink_buffers", "client_buffers", "NetfrontCtl");
+pub const DECL: &[PortDecl] = &super::decl("uplink_buffers", "client_buffers");
 
 /// How often to ask for the gateway's MAC until it answers.
 const ARP_RETRY: Duration = Duration::from_secs(1);
@@ -45,7 +45,7 @@ pub struct Uplink {
 impl Uplink {
     /// Binds netfront's ports; `link` carries the uplink's frames.
     pub fn start<B: Binder>(b: &mut B, config: Config, link: Box<dyn Frames>) -> Result<Uplink, Fault> {
-        let edge = Edge::bind(b, "uplink_buffers", "client_buffers", "NetfrontCtl")?;
+        let edge = Edge::bind(b, "uplink_buffers", "client_buffers")?;
         Ok(Uplink { edge, config, link, gateway_mac: None, next_arp: Instant::ZERO, arp_sent: 0, arp_answered: 0 })
     }
 
