@@ -346,10 +346,10 @@ fn check_adapter_ports(c: &moat_system::model::Component, role: Role) -> Result<
             ));
         }
     }
-    let extra = c.ports.iter().find(|p| {
-        !decl.iter().any(|d| d.name == p.name)
-            && !(matches!(p.kind, PortKind::Rx | PortKind::Tx) && moat_system::plain_size(&p.message).is_none())
-    });
+    let idle_control = |p: &moat_system::model::Port| {
+        matches!(p.kind, PortKind::Rx | PortKind::Tx) && moat_system::plain_size(&p.message).is_none()
+    };
+    let extra = c.ports.iter().find(|p| !decl.iter().any(|d| d.name == p.name) && !idle_control(p));
     if let Some(extra) = extra {
         return err(format!(
             "component `{}` has port `{}`, which the {role:?} adapter that plays it does not know (only control \
