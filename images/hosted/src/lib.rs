@@ -20,6 +20,7 @@ pub mod config;
 pub mod kinds;
 pub mod plan;
 pub mod process;
+pub mod replay;
 pub mod run;
 pub mod supervisor;
 pub mod sys;
