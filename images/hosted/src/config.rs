@@ -11,6 +11,7 @@
 //! mac = "02:6d:6f:61:74:01"       # optional: moat's MAC on the uplink
 //!
 //! [[client]]                      # one per client VM, in place of netback's vifs
+//! name = "work"                   # optional: its VM name, for policies that name clients
 //! tap = "moat-c1"
 //! netns = "work"                  # optional
 //! ip = "10.137.0.10"
@@ -58,6 +59,8 @@ pub struct Client {
     pub ip: Ipv4Addr,
     /// The client's MAC.
     pub mac: Mac,
+    /// Its Qubes VM name, for policies that name clients.
+    pub name: Option<String>,
 }
 
 /// The uplink.
@@ -90,6 +93,7 @@ struct Raw {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawClient {
+    name: Option<String>,
     tap: String,
     netns: Option<String>,
     ip: Ipv4Addr,
@@ -121,7 +125,13 @@ impl HostedConfig {
         let mac = |s: &str, what: &str| parse_mac(s).ok_or(format!("{what}: `{s}` is not a MAC (aa:bb:cc:dd:ee:ff)"));
         let mut clients = Vec::new();
         for (i, c) in raw.client.into_iter().enumerate() {
-            let client = Client { mac: mac(&c.mac, &format!("client {i}"))?, tap: c.tap, netns: c.netns, ip: c.ip };
+            let client = Client {
+                mac: mac(&c.mac, &format!("client {i}"))?,
+                tap: c.tap,
+                netns: c.netns,
+                ip: c.ip,
+                name: c.name,
+            };
             if clients.iter().any(|o: &Client| o.tap == client.tap && o.netns == client.netns) {
                 return Err(format!("client {i}: TAP `{}` is used twice", client.tap));
             }

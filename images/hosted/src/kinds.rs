@@ -80,7 +80,8 @@ pub const fn kind<C: Component + 'static>() -> Kind {
 }
 
 /// Every component type the hosted image can run.
-pub static KINDS: &[Kind] = &[kind::<moat_echo::Echo>(), kind::<moat_csum::Csum>(), kind::<moat_nat::Nat>()];
+pub static KINDS: &[Kind] =
+    &[kind::<moat_echo::Echo>(), kind::<moat_csum::Csum>(), kind::<moat_rules::Rules>(), kind::<moat_nat::Nat>()];
 
 /// The kind named `name` (`Component::NAME`).
 pub fn find(name: &str) -> Option<&'static Kind> {

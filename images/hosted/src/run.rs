@@ -1,5 +1,6 @@
-//! `moat run --hosted`: start the graph, feed it its clients (and policy),
-//! print status on `SIGUSR1`, on an interval and at exit, and fail closed
+//! `moat run --hosted`: start the graph, feed it its clients, print status
+//! on `SIGUSR1`, on an interval and at exit, reload the policy files on
+//! `SIGHUP` (an atomic replacement in the rules component), and fail closed
 //! when any process stops.
 
 use std::collections::VecDeque;
@@ -9,6 +10,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use moat_control::ClientEvent;
+use moat_control::rules::RulesControl;
 use moat_ring::ByteProducer;
 use moat_system::System;
 
@@ -28,6 +30,7 @@ pub struct RunOptions {
 /// Frames waiting to go into one control ring the supervisor writes.
 struct Feed {
     label: String,
+    message: String,
     ring: ByteProducer,
     waker: Waker,
     pending: VecDeque<Vec<u8>>,
@@ -60,13 +63,23 @@ impl Feed {
     }
 }
 
-/// The frames the runtime owes a control ring carrying `message`.
+/// The frames the runtime owes a control ring carrying `message` at start.
 ///
 /// `ClientEvent`: one `Up` per configured client (the supervisor plays
-/// xenstore). Other messages: nothing yet (the policy loader arrives with
-/// the rules component).
+/// xenstore). `RulesControl`: the VM name of each client that has one (the
+/// policy itself is in the rules component's configuration). Other
+/// messages: nothing.
 pub fn frames_for(message: &str, hosted: &HostedConfig) -> Vec<Vec<u8>> {
     match message {
+        "RulesControl" => hosted
+            .clients
+            .iter()
+            .filter_map(|c| {
+                let name = c.name.as_deref()?;
+                let msg = RulesControl::Name { ipv4: c.ip.octets(), name };
+                Some(postcard::to_stdvec(&msg).expect("a RulesControl encodes"))
+            })
+            .collect(),
         "ClientEvent" => hosted
             .clients
             .iter()
@@ -85,11 +98,11 @@ fn feeds(graph: &mut Graph, hosted: &HostedConfig) -> Result<Vec<Feed>, String> 
     let mut out = Vec::new();
     for e in ends {
         let frames = frames_for(&e.message, hosted);
-        if frames.is_empty() || moat_system::plain_size(&e.message).is_some() {
+        if (frames.is_empty() && e.message != "RulesControl") || moat_system::plain_size(&e.message).is_some() {
             continue;
         }
         let (ring, waker) = graph.byte_producer(&e.label, &e.message)?;
-        out.push(Feed { label: e.label, ring, waker, pending: frames.into() });
+        out.push(Feed { label: e.label, message: e.message, ring, waker, pending: frames.into() });
     }
     Ok(out)
 }
@@ -150,6 +163,17 @@ const TOKEN_TICK: u64 = 2;
 const TOKEN_FEED: u64 = 100;
 const TOKEN_CHILD: u64 = 10_000;
 
+/// The frames that replace the rules' policy with what `system`'s policy
+/// files say now, as `version` (sent on SIGHUP).
+pub fn policy_frames(system: &System, version: u32) -> Result<Vec<Vec<u8>>, String> {
+    let policy = moat_policy::load_files(&system.policy).map_err(|e| e.to_string())?;
+    policy
+        .messages(version)
+        .iter()
+        .map(|m| postcard::to_stdvec(m).map_err(|e| format!("policy message does not encode: {e}")))
+        .collect()
+}
+
 /// Settings the system and the hosted config both hold must agree: the
 /// NAT's `uplink_ip` is the uplink adapter's address.
 pub fn check_agreement(system: &System, hosted: &HostedConfig) -> Result<(), String> {
@@ -169,8 +193,10 @@ pub fn check_agreement(system: &System, hosted: &HostedConfig) -> Result<(), Str
 /// Runs the system until SIGINT/SIGTERM (`Ok`) or until a process stops
 /// (`Err`, after failing closed).
 pub fn serve(system: &System, hosted: &HostedConfig, opts: &RunOptions) -> Result<(), String> {
-    let sigfd =
-        sys::signalfd(&[libc::SIGINT, libc::SIGTERM, libc::SIGUSR1, libc::SIGCHLD]).map_err(|e| e.to_string())?;
+    let sigfd = sys::signalfd(&[libc::SIGINT, libc::SIGTERM, libc::SIGUSR1, libc::SIGHUP, libc::SIGCHLD])
+        .map_err(|e| e.to_string())?;
+    // The configuration blob installed policy version 1.
+    let mut policy_version = 1;
     let mut graph = Graph::start(system, hosted)?;
     let mut feeds = feeds(&mut graph, hosted)?;
     let epoll = sys::Epoll::new().map_err(|e| e.to_string())?;
@@ -204,6 +230,17 @@ pub fn serve(system: &System, hosted: &HostedConfig, opts: &RunOptions) -> Resul
                     while let Some(sig) = sys::read_signal(sigfd.as_raw_fd()) {
                         match sig as libc::c_int {
                             libc::SIGUSR1 => show = true,
+                            libc::SIGHUP => match feeds.iter_mut().find(|f| f.message == "RulesControl") {
+                                Some(feed) => match policy_frames(system, policy_version + 1) {
+                                    Ok(frames) => {
+                                        policy_version += 1;
+                                        println!("moat: loading policy version {policy_version}");
+                                        feed.pending.extend(frames);
+                                    }
+                                    Err(e) => eprintln!("moat: policy not reloaded, the old one stays:\n{e}"),
+                                },
+                                None => eprintln!("moat: SIGHUP: this system has no runtime.policy ring"),
+                            },
                             libc::SIGINT | libc::SIGTERM => quit = true,
                             _ => {}
                         }

@@ -220,6 +220,12 @@ impl Moat {
         }
     }
 
+    /// Asks moat to reload its policy files (SIGHUP).
+    pub fn hup(&self) {
+        // SAFETY: kill on our own child's pid.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGHUP) };
+    }
+
     /// One counter of one component (0 if absent).
     pub fn counter(&mut self, component: &str, key: &str) -> u64 {
         self.status()["components"][component][key].as_u64().unwrap_or(0)
