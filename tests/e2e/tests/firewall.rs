@@ -153,7 +153,7 @@ fn a_policy_replaced_while_traffic_flows_applies_at_once() {
     let topo = Topo::up(Mode::Moat);
     let policy = topo.dir.join("policy.toml");
     std::fs::copy(shipped("qubes-default.toml"), &policy).unwrap();
-    let system = system_with(&topo, &[policy.clone()]);
+    let system = system_with(&topo, std::slice::from_ref(&policy));
     let mut moat = Moat::start(&topo, &system);
     // A download throttled to last ~20 s is under way while the policy
     // changes; so are pings.
