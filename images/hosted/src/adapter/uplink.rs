@@ -134,13 +134,15 @@ impl Task for Uplink {
             self.next_arp = cx.now().saturating_add(wait);
         }
         self.edge.reclaim_returns(cx)?;
+        // Receive first: an ARP answer from the gateway in this batch lets
+        // this call's outbound packets go.
+        self.receive(cx)?;
         let Uplink { edge, config, link, gateway_mac, .. } = self;
         edge.drain(cx, |d, packet| {
             let mac = gateway_mac.ok_or("drop.gateway_unknown")?;
             link::send_ipv4(&mut **link, mac, config.mac, packet, d.flags & flags::CSUM_OK != 0)
                 .map_err(|_| "error.tap_write")
         })?;
-        self.receive(cx)?;
         cx.wake_at(if self.gateway_mac.is_some() {
             self.next_arp
         } else {
