@@ -123,3 +123,64 @@ fn partial_checksums_from_a_sending_host_are_recognised() {
     p[14 + 20 + 6..14 + 20 + 8].copy_from_slice(&(sum as u16).to_be_bytes());
     assert!(moat_hosted::replay::partial_checksum(&p));
 }
+
+#[test]
+fn the_firewall_translates_a_replayed_exchange_both_ways() {
+    let system = moat_system::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../../system.toml"))
+        .unwrap_or_else(|r| panic!("{r}"));
+    let d = dir("nat");
+    // First pass: the client's query alone, to learn the port the NAT picks.
+    write_pcap(&d.join("c.pcap"), &[udp([10, 137, 0, 5], b"query")]);
+    let files =
+        ReplayFiles { clients_in: Some(d.join("c.pcap")), uplink_out: Some(d.join("up.pcap")), ..Default::default() };
+    let (v, _) = replay(&system, &hosted(), &files).unwrap();
+    assert_eq!(v[0].outcome, "forwarded", "{:?}", v[0]);
+    let out = read_pcap(&d.join("up.pcap"));
+    let p = etherparse::SlicedPacket::from_ethernet(&out[0]).unwrap();
+    let Some(etherparse::NetSlice::Ipv4(ip)) = &p.net else { panic!("not IPv4") };
+    assert_eq!(ip.header().source(), [10, 138, 0, 2], "source translated to moat's uplink address");
+    let Some(etherparse::TransportSlice::Udp(u)) = &p.transport else { panic!("not UDP") };
+    let port = u.source_port();
+    // Second pass: the query, the server's answer to the translated port
+    // (back to the client, translated back), and a stray to another port
+    // (dropped: no connection).
+    let mut answer = Vec::new();
+    etherparse::PacketBuilder::ethernet2([0x0a, 0, 0, 0, 0, 1], [2; 6])
+        .ipv4([10, 138, 1, 2], [10, 138, 0, 2], 60)
+        .udp(53, port)
+        .write(&mut answer, b"answer")
+        .unwrap();
+    let unsolicited = {
+        let mut f = Vec::new();
+        etherparse::PacketBuilder::ethernet2([0x0a, 0, 0, 0, 0, 1], [2; 6])
+            .ipv4([10, 138, 1, 2], [10, 138, 0, 2], 60)
+            .udp(53, port.wrapping_add(1))
+            .write(&mut f, b"stray")
+            .unwrap();
+        f
+    };
+    let mut w = PcapWriter::new(std::fs::File::create(d.join("u.pcap")).unwrap()).unwrap();
+    w.write_packet(&PcapPacket::new(Duration::from_millis(5), answer.len() as u32, &answer)).unwrap();
+    w.write_packet(&PcapPacket::new(Duration::from_millis(6), unsolicited.len() as u32, &unsolicited)).unwrap();
+    drop(w);
+    let files = ReplayFiles {
+        clients_in: Some(d.join("c.pcap")),
+        uplink_in: Some(d.join("u.pcap")),
+        clients_out: Some(d.join("cl.pcap")),
+        ..Default::default()
+    };
+    let (v, _) = replay(&system, &hosted(), &files).unwrap();
+    assert_eq!(v.len(), 3);
+    assert_eq!(v[1].outcome, "forwarded", "the answer reaches the client: {:?}", v[1]);
+    assert_eq!(v[2].outcome, "dropped", "{:?}", v[2]);
+    assert!(v[2].counters.keys().any(|k| k.starts_with("nat.drop.")), "{:?}", v[2]);
+    let back = read_pcap(&d.join("cl.pcap"));
+    assert_eq!(back.len(), 1);
+    let p = etherparse::SlicedPacket::from_ethernet(&back[0]).unwrap();
+    let Some(etherparse::NetSlice::Ipv4(ip)) = &p.net else { panic!("not IPv4") };
+    assert_eq!(ip.header().destination(), [10, 137, 0, 5], "destination translated back");
+    let Some(etherparse::TransportSlice::Udp(u)) = &p.transport else { panic!("not UDP") };
+    assert_eq!(u.destination_port(), 40000);
+    assert_eq!(u.payload(), b"answer");
+    std::fs::remove_dir_all(d).unwrap();
+}
