@@ -10,7 +10,8 @@ use moat_ring::{Device, Region, RegionError};
 use moat_runtime::binder::{self, DeviceMem, LayoutBinder};
 use moat_runtime::instance::Placer;
 use moat_runtime::layout::Manifest;
-use moat_runtime::plan::Plan;
+use moat_runtime::layout::layout_hash_of;
+use moat_runtime::plan::{Plan, config_blob, config_of};
 use moat_runtime::sched::{Route, Scheduler};
 use moat_runtime::selftest::{Scenario, Traffic, TrafficConfig};
 use moat_runtime::system::{self, Kind, StartError, kind};
@@ -20,9 +21,9 @@ const KINDS: &[Kind] = &[kind::<Traffic>(), kind::<Relay>(), kind::<Pinger>()];
 fn chain(packets: u32, relays: &[u64]) -> Vec<u8> {
     let cfg = TrafficConfig { packets, payload: 64, scenario: Scenario::Unchanged };
     let mut p = Plan::new("chain");
-    p.component("traffic", "selftest-traffic", 10, 16, postcard::to_allocvec(&cfg).unwrap());
+    p.component_of::<Traffic>("traffic", 10, 16, &cfg).unwrap();
     for (i, fail) in relays.iter().enumerate() {
-        p.component(&format!("r{i}"), "relay", 20, 16, postcard::to_allocvec(fail).unwrap());
+        p.component_of::<Relay>(&format!("r{i}"), 20, 16, fail).unwrap();
     }
     let names: Vec<String> = (0..relays.len()).map(|i| format!("r{i}")).collect();
     let pools: Vec<String> = names.iter().map(|n| format!("{n}.pool")).collect();
@@ -184,7 +185,7 @@ impl Component for Pinger {
 #[test]
 fn device_events_reach_their_port_and_notifications_reach_the_platform() {
     let mut p = Plan::new("dev");
-    p.component("pinger", "pinger", 1, 8, postcard::to_allocvec(&0u64).unwrap());
+    p.component("pinger", "pinger", 1, 8, config_of::<Pinger>(&0u64));
     p.device("pinger.dev", "testdev").unwrap();
     let bytes = p.encode().unwrap();
     let m = Manifest::parse(&bytes).unwrap();
@@ -214,7 +215,7 @@ fn start_refuses_unknown_kinds_and_unbound_ports() {
     assert_eq!(start(&Manifest::parse(&bytes).unwrap(), &[]).err(), Some(StartError::UnknownKind("x", "nosuch")));
 
     let mut p = Plan::new("extra");
-    p.component("pinger", "pinger", 1, 8, postcard::to_allocvec(&0u64).unwrap());
+    p.component("pinger", "pinger", 1, 8, config_of::<Pinger>(&0u64));
     p.device("pinger.dev", "testdev").unwrap();
     p.state("pinger.extra", 64).unwrap();
     let bytes = p.encode().unwrap();
@@ -222,13 +223,23 @@ fn start_refuses_unknown_kinds_and_unbound_ports() {
     assert_eq!(start(&Manifest::parse(&bytes).unwrap(), &[dev]).err(), Some(StartError::Unbound("pinger", "extra")));
 
     let mut p = Plan::new("badconfig");
-    p.component("pinger", "pinger", 1, 8, vec![0xff; 3]);
+    p.component("pinger", "pinger", 1, 8, config_blob(layout_hash_of::<Pinger>(), &[0xff; 3]));
     p.device("pinger.dev", "testdev").unwrap();
     let bytes = p.encode().unwrap();
     assert!(matches!(
         start(&Manifest::parse(&bytes).unwrap(), &[dev]),
         Err(StartError::Fault("pinger", Fault::Config(_)))
     ));
+
+    // A blob made for other code (here: bare postcard, and the relay's hash)
+    // is refused before anything decodes it.
+    for blob in [postcard::to_allocvec(&0u64).unwrap(), config_blob(layout_hash_of::<Relay>(), &[0])] {
+        let mut p = Plan::new("otherconfig");
+        p.component("pinger", "pinger", 1, 8, blob);
+        p.device("pinger.dev", "testdev").unwrap();
+        let bytes = p.encode().unwrap();
+        assert!(matches!(start(&Manifest::parse(&bytes).unwrap(), &[dev]), Err(StartError::Config("pinger", _))));
+    }
 }
 
 #[test]
