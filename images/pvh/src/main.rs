@@ -17,6 +17,7 @@ mod clock;
 mod console;
 mod cpu;
 mod entropy;
+mod log;
 mod memory;
 mod monitor;
 mod start_info;

@@ -183,6 +183,11 @@ impl Plan {
         self
     }
 
+    /// The ports component `name` declares (empty if not recorded).
+    pub fn declared(&self, name: &str) -> &'static [PortDecl] {
+        self.components.iter().find(|c| c.name == name).and_then(|c| c.decl).unwrap_or(&[])
+    }
+
     /// Records that code `kind` is the Rust type at `path` (`moat_csum::Csum`).
     pub fn rust_path(&mut self, kind: &str, path: &str) -> &mut Self {
         if !self.rust_paths.iter().any(|(k, _)| k == kind) {

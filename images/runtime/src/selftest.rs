@@ -101,6 +101,7 @@ impl Traffic {
     fn check(&mut self, got: &[u8]) {
         let mut want = [0u8; 2048];
         let n = packet(self.received, self.cfg.payload, &mut want);
+        let bad = self.bad_order + self.bad_content;
         match self.cfg.scenario {
             Scenario::Unchanged => {
                 if got.get(28..32) != want.get(28..32) {
@@ -109,6 +110,10 @@ impl Traffic {
                     self.bad_content += 1;
                 }
             }
+        }
+        if bad == 0 && self.bad_order + self.bad_content > 0 {
+            // Once: the first mismatch says where to look; counters say the rest.
+            defmt::warn!("traffic: packet {=u32} came out wrong ({=usize} bytes)", self.received, got.len());
         }
     }
 }
@@ -126,6 +131,7 @@ impl Component for Traffic {
         if cfg.payload < 4 || u32::from(cfg.payload) + 28 + HEADROOM > geo.buf_size() || cfg.payload > 1400 {
             return Err(Fault::Config("payload does not fit a buffer"));
         }
+        defmt::info!("traffic: sending {=u32} packets of {=u16} payload bytes", cfg.packets, cfg.payload);
         Ok(Traffic {
             cfg,
             owner: BufferOwner::new(geo),
@@ -199,8 +205,9 @@ impl Component for Traffic {
         if self.sent < self.cfg.packets && p.to_graph.free()? == 0 && p.to_graph.wait_space()? {
             cx.again();
         }
-        if self.done() {
-            self.done_ns.get_or_insert(now);
+        if self.done() && self.done_ns.is_none() {
+            self.done_ns = Some(now);
+            defmt::info!("traffic: all {=u32} packets through, every buffer home", self.received);
         }
         p.to_graph.flush(cx);
         p.from_graph_free.flush(cx);
