@@ -11,7 +11,8 @@
 //!   from `MOAT_KINDS` (`kind=path` pairs separated by `;`, which `moat
 //!   build` takes from the component registry), so a new component needs
 //!   no edit in the image's source: only its crate as a dependency in
-//!   `Cargo.toml`, which this script checks.
+//!   `Cargo.toml`, which this script checks;
+//! * `.moat.kinds`: the same table as text (`kind=path;…`) for reports.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -61,6 +62,7 @@ fn main() {
     }
     let cargo_toml = std::fs::read_to_string(format!("{dir}/Cargo.toml")).unwrap();
     let mut kinds = String::from("/// Every component kind the embedded systems use.\npub static KINDS: &[Kind] = &[\n");
+    let mut listed = Vec::new();
     for kind in &used {
         let path = paths.get(kind).unwrap_or_else(|| {
             panic!("component kind `{kind}` has no Rust path: build with `moat build`, which passes MOAT_KINDS")
@@ -74,7 +76,10 @@ fn main() {
             );
         }
         kinds.push_str(&format!("    kind::<{path}>(),\n"));
+        listed.push(format!("{kind}={path}"));
     }
     kinds.push_str("];\n");
     std::fs::write(out.join("kinds.rs"), kinds).unwrap();
+    // The same list as text, for `moat inspect` to attribute code to kinds.
+    std::fs::write(out.join("kinds.txt"), listed.join(";")).unwrap();
 }

@@ -19,7 +19,7 @@ use crate::memory::Memory;
 use crate::println;
 
 /// RAM for the components' own state (each in pages of its own).
-const COMPONENT_BYTES: u64 = 2 << 20;
+const COMPONENT_BYTES: u64 = moat_runtime::instance::COMPONENT_RESERVE;
 
 /// How a run ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

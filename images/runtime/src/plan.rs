@@ -277,7 +277,15 @@ impl Plan {
             PortKind::Rx | PortKind::Tx | PortKind::Device => Some(self.channel(component)?),
             _ => None,
         };
-        self.ports.push(Port { component: Some(component), name, kind, message: message.into(), region, writable, channel });
+        self.ports.push(Port {
+            component: Some(component),
+            name,
+            kind,
+            message: message.into(),
+            region,
+            writable,
+            channel,
+        });
         Ok(())
     }
 
@@ -352,7 +360,8 @@ impl Plan {
         let mut labels = Vec::new();
         for (at, kind, message) in todo {
             let label = format!("runtime.{at}");
-            let (from, to) = if kind == DeclKind::Tx { (at.as_str(), label.as_str()) } else { (label.as_str(), at.as_str()) };
+            let (from, to) =
+                if kind == DeclKind::Tx { (at.as_str(), label.as_str()) } else { (label.as_str(), at.as_str()) };
             match plain(message) {
                 Some(size) => self.ring(from, to, message, size, capacity)?,
                 None => self.byte_ring(from, to, message, 64)?,

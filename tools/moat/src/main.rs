@@ -1,5 +1,5 @@
-//! `moat`: the command-line tool that checks (and, as other subcommands
-//! land, builds, inspects, runs, replays and audits) a moat system.
+//! `moat`: the command-line tool that checks, builds and inspects a moat
+//! system (and, as other subcommands land, runs, replays and audits it).
 //!
 //! Each subcommand lives in its own module with an `Args` struct (clap
 //! derive) and a `run(Args) -> ExitCode`; adding one is a module, a
@@ -10,6 +10,8 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod check;
+
+use moat::{build, inspect, log};
 
 /// moat: a firewall VM for Qubes OS built from small isolated components.
 #[derive(Parser)]
@@ -23,10 +25,19 @@ struct Cli {
 enum Command {
     /// Validate a system.toml and print its component graph.
     Check(check::Args),
+    /// Build the PVH image for a system.toml and report what is in it.
+    Build(build::Args),
+    /// Check a built image and print its report again.
+    Inspect(inspect::Args),
+    /// Decode the component logs in an image's console capture.
+    Log(log::Args),
 }
 
 fn main() -> ExitCode {
     match Cli::parse().command {
         Command::Check(args) => check::run(args),
+        Command::Build(args) => build::run(args),
+        Command::Inspect(args) => inspect::run(args),
+        Command::Log(args) => log::run(args),
     }
 }
