@@ -1,6 +1,8 @@
-//! The PVH image boots under QEMU (`-kernel`, PVH entry), runs its
-//! self-test through the real components and exits through isa-debug-exit;
-//! its exception handlers and page permissions report deliberate faults.
+//! The PVH image `moat build` makes from the repository's `system.toml`
+//! boots under QEMU (`-kernel`, PVH entry), runs its self-test through the
+//! real components (both directions through csum), prints the components'
+//! defmt logs, and exits through isa-debug-exit; its exception handlers and
+//! page permissions report deliberate faults.
 
 use std::time::Duration;
 
@@ -21,17 +23,41 @@ fn selftest_passes_under_qemu() {
     assert!(out.contains("NX on"), "{out}");
     assert!(out.contains("moat: selftest PASS"), "{out}");
     let n = u64::from(SELFTEST_PACKETS);
-    for key in ["sent", "received", "reclaimed"] {
-        assert_eq!(counter(out, "traffic", key), Some(n), "traffic {key}:\n{out}");
+    for edge in ["client", "uplink"] {
+        for key in ["sent", "received", "reclaimed"] {
+            assert_eq!(counter(out, edge, key), Some(n), "{edge} {key}:\n{out}");
+        }
+        for key in ["failed", "bad.content", "bad.order", "bad.descriptor", "bad.return"] {
+            assert_eq!(counter(out, edge, key), Some(0), "{edge} {key}:\n{out}");
+        }
+        assert!(out.contains(&format!("moat: selftest: {edge}: {n} packets sent, {n} received")), "{out}");
     }
-    for key in ["failed", "bad.content", "bad.order", "bad.descriptor", "bad.return"] {
-        assert_eq!(counter(out, "traffic", key), Some(0), "traffic {key}:\n{out}");
+    // The packets went through csum, which verified every one of them.
+    for side in ["clients", "uplink"] {
+        assert_eq!(counter(out, "csum", &format!("{side}.pass.verified")), Some(n), "csum {side}:\n{out}");
+        assert_eq!(counter(out, "csum", &format!("{side}.held")), Some(0), "csum kept buffers:\n{out}");
+        assert_eq!(counter(out, "csum", &format!("{side}.error.bad_descriptor")), Some(0));
     }
-    for echo in ["echo1", "echo2"] {
-        assert_eq!(counter(out, echo, "packets"), Some(n), "{echo}:\n{out}");
-        assert_eq!(counter(out, echo, "held"), Some(0), "{echo} kept buffers:\n{out}");
-        assert_eq!(counter(out, echo, "drop.bad_descriptor"), Some(0));
+}
+
+#[test]
+fn component_logs_reach_the_console_and_decode_with_the_image_table() {
+    let image = build_image();
+    let b = boot(&image, "", TIMEOUT);
+    assert_eq!(b.status, Some(status::SUCCESS), "{}", b.output);
+    let decoder = moat::log::Decoder::new(&std::fs::read(&image).unwrap()).unwrap();
+    let logs: Vec<String> = b.output.lines().filter_map(|l| decoder.line(l)).collect();
+    let n = SELFTEST_PACKETS;
+    for edge in ["client", "uplink"] {
+        for want in [
+            format!("INFO  {edge}: traffic: sending {n} packets of 64 payload bytes"),
+            format!("INFO  {edge}: traffic: all {n} packets through, every buffer home"),
+        ] {
+            assert!(logs.iter().any(|l| l.ends_with(&want)), "no `{want}` in {logs:#?}\n{}", b.output);
+        }
     }
+    assert!(logs.iter().all(|l| l.starts_with('[')), "every frame decodes with a timestamp: {logs:#?}");
+    assert!(b.output.contains("log frames (0 dropped)"), "{}", b.output);
 }
 
 #[test]

@@ -12,7 +12,7 @@ use moat_runtime::system::{self, Kind, kind};
 
 include!("../../pvh/selftest_plan.rs");
 
-const KINDS: &[Kind] = &[kind::<Traffic>(), kind::<moat_echo::Echo>()];
+const KINDS: &[Kind] = &[kind::<Traffic>(), kind::<moat_csum::Csum>()];
 
 struct Host(u64);
 impl Platform for Host {
@@ -38,7 +38,7 @@ fn memory(len: usize) -> *mut u8 {
 
 #[test]
 fn selftest_system_passes_on_the_host() {
-    let bytes = selftest_plan();
+    let bytes = selftest_plan().encode().unwrap();
     let m = Manifest::parse(&bytes).unwrap();
     let len = m.arena_bytes() as usize;
     // SAFETY: fresh memory for this system alone.
@@ -47,17 +47,20 @@ fn selftest_system_passes_on_the_host() {
     let mut placer = unsafe { Placer::new(memory(1 << 20), 1 << 20) };
     // SAFETY: prepared for this manifest; started once.
     let mut s = unsafe { system::start(&m, arena, &[], KINDS, &mut placer, Instant::ZERO, &mut || [7; 32]) }.unwrap();
-    let t = s.find("traffic").unwrap();
+    let edges = [s.find("client").unwrap(), s.find("uplink").unwrap()];
     let mut host = Host(0);
     let mut passes = 0;
     s.run_until(&mut host, |s, _| {
         passes += 1;
-        s.counter(t, "done") == Some(1) || passes > 1_000_000
+        edges.iter().all(|&t| s.counter(t, "done") == Some(1)) || passes > 1_000_000
     });
     let n = u64::from(SELFTEST_PACKETS);
-    assert_eq!(s.counter(t, "received"), Some(n));
-    assert_eq!(s.counter(t, "failed"), Some(0));
-    for e in ["echo1", "echo2"] {
-        assert_eq!(s.counter(s.find(e).unwrap(), "packets"), Some(n));
+    for t in edges {
+        assert_eq!(s.counter(t, "received"), Some(n));
+        assert_eq!(s.counter(t, "failed"), Some(0));
     }
+    let csum = s.find("csum").unwrap();
+    assert_eq!(s.counter(csum, "clients.pass.verified"), Some(n));
+    assert_eq!(s.counter(csum, "uplink.pass.verified"), Some(n));
+    assert_eq!(s.unserved, 0, "the self-test leaves no csum port unserved");
 }
