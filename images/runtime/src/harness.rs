@@ -39,6 +39,8 @@ pub struct Harness {
     ports: HashMap<&'static str, Port>,
     next_channel: u8,
     seed: [u8; 32],
+    /// State port sizes the component's `state_bytes` asked for.
+    state_sizes: HashMap<&'static str, usize>,
 }
 
 fn ring_region<T: Message>(capacity: u32) -> Region {
@@ -137,6 +139,12 @@ impl Harness {
 
     /// Binds the component's ports and runs its `init`.
     pub fn start<C: Component>(&mut self, config: C::Config) -> Result<Running<C>, Fault> {
+        // As a runtime would lay out state regions from the configuration.
+        let mut sizes = HashMap::new();
+        C::state_bytes(&config, &mut |name, bytes| {
+            sizes.insert(name, bytes);
+        });
+        self.state_sizes = sizes;
         let mut ports = C::Ports::bind(self)?;
         let unbound: Vec<_> = self.ports.iter().filter(|(_, p)| !p.bound).map(|(n, _)| *n).collect();
         assert!(unbound.is_empty(), "ports made but not bound by {}: {unbound:?}", C::NAME);
@@ -198,6 +206,10 @@ impl Binder for Harness {
         // that keeps the other view plays the outside party.
         let device = unsafe { D::attach(p.region) }.map_err(|_| BindError::Layout(name))?;
         Ok((device, p.channel))
+    }
+
+    fn state_len(&mut self, name: &'static str) -> Result<usize, BindError> {
+        self.state_sizes.get(name).copied().ok_or(BindError::Missing(name))
     }
 
     fn state<T: zerocopy::FromBytes + zerocopy::IntoBytes + zerocopy::KnownLayout + zerocopy::Immutable>(

@@ -100,6 +100,15 @@ pub trait Binder {
     /// The device wired to port `name`, and the channel its outside party
     /// signals on (notify that channel to signal it back).
     fn device<D: moat_ring::Device>(&mut self, name: &'static str) -> Result<(D, crate::Channel), BindError>;
+    /// Bytes the layout set aside for state port `name` — what the
+    /// component's `Component::state_bytes` asked for under its
+    /// configuration — so that `Ports::bind`, which does not see the
+    /// configuration, can size the tables it then takes with
+    /// [`state`](Self::state). A runtime that lays out no state says
+    /// `Missing`.
+    fn state_len(&mut self, name: &'static str) -> Result<usize, BindError> {
+        Err(BindError::Missing(name))
+    }
     /// `count` zeroed items of private state, for the life of the component.
     /// (The `'static` borrow comes from memory the runtime set aside for this
     /// port alone, not from `name`.)
@@ -267,6 +276,16 @@ impl MsgRx {
         }
     }
 
+    /// Hands consumed bytes back (waking a writer that waits for space)
+    /// without re-arming: for a component that will not take more until
+    /// something else happens (a reply it waits for), so a waiting message
+    /// must not make it run again at once.
+    pub fn release(&mut self, cx: &mut Context) {
+        if self.ring.release().needed() {
+            cx.notify(self.ch);
+        }
+    }
+
     /// As [`Rx::finish`].
     pub fn finish(&mut self, cx: &mut Context) -> Result<(), Fault> {
         if self.ring.release().needed() {
@@ -317,5 +336,11 @@ impl MsgTx {
         if self.ring.publish().needed() {
             cx.notify(self.ch);
         }
+    }
+
+    /// Asks to be woken when the reader frees space (after a send that did
+    /// not fit); true if there is space now.
+    pub fn wait_space(&mut self) -> Result<bool, Fault> {
+        self.ring.arm_space().map_err(|_| self.fault())
     }
 }

@@ -118,11 +118,17 @@ fn control_ring_small() {
 
 #[test]
 fn crate_unregistered() {
+    // The help lists whatever is registered today.
+    let registered: Vec<String> =
+        moat_system::registry::COMPONENTS.iter().map(|e| format!("`{}`", e.crate_path)).collect();
     expect_error(
         "crate_unregistered",
-        r#"errors/crate_unregistered.toml:7:9: error: crate `components/ehco` is not a registered component
-  help: registered crates: `components/echo`, `components/csum`; if the crate does not exist yet, add `planned = true` and declare its `ports`
-"#,
+        &format!(
+            "errors/crate_unregistered.toml:7:9: error: crate `components/ehco` is not a registered component\n  \
+             help: registered crates: {}; if the crate does not exist yet, add `planned = true` and declare its \
+             `ports`\n",
+            registered.join(", ")
+        ),
     );
 }
 
@@ -252,6 +258,27 @@ fn policy_missing() {
         "policy_missing",
         r#"errors/policy_missing.toml:5:11: error: policy file "policies/missing.toml" not found
   help: policy paths are relative to the directory that holds this file
+"#,
+    );
+}
+
+#[test]
+fn policy_broken() {
+    expect_error(
+        "policy_broken",
+        r#"errors/policy_broken.toml:5:11: error: the policy does not compile:
+    errors/policies/broken.toml:3:35: [defaults], rule 0: field `dstports`: low port above high port
+  help: fix the policy files; `docs/policies.md` describes the format
+"#,
+    );
+}
+
+#[test]
+fn policy_none() {
+    expect_error(
+        "policy_none",
+        r#"errors/policy_none.toml:2:1: error: the rules component has no policy
+  help: list policy files in `[system] policy`, e.g. ["policies/qubes-default.toml"]
 "#,
     );
 }
@@ -620,7 +647,7 @@ fn xenstore_path_invalid() {
     expect_error(
         "xenstore_path_invalid",
         r#"errors/xenstore_path_invalid.toml:41:18: error: invalid XenStore path prefix "backend//vif"
-  help: XenStore paths use letters, digits and `-/_@`, with no empty segment (`//`), at most 3072 bytes
+  help: XenStore paths use letters, digits and `-/_@`, with no empty segment (`//`), at most 3072 bytes; a lone `*` component matches any one component
 "#,
     );
 }
@@ -654,7 +681,7 @@ fn repository_system_is_valid() {
     assert!(out.status.success());
     let stdout = String::from_utf8(out.stdout).unwrap();
     assert!(
-        stdout.starts_with("system.toml: ok: system `sys-firewall`, 6 components, 2 pools, 21 rings\n"),
+        stdout.starts_with("system.toml: ok: system `sys-firewall`, 6 components, 2 pools, 24 rings\n"),
         "{stdout}"
     );
 }

@@ -22,8 +22,13 @@ use moat_component::{Component, PortDecl, Ports};
 use crate::diag::{Diagnostic, HELP};
 
 /// The registered components.
-pub static COMPONENTS: &[Entry] =
-    &[Entry::of::<moat_echo::Echo>("components/echo"), Entry::of::<moat_csum::Csum>("components/csum")];
+pub static COMPONENTS: &[Entry] = &[
+    Entry::of::<moat_echo::Echo>("components/echo"),
+    Entry::of::<moat_csum::Csum>("components/csum"),
+    Entry::of::<moat_xenstore::Xenstore>("components/xenstore"),
+    Entry::of::<moat_nat::Nat>("components/nat"),
+    Entry::of::<moat_rules::Rules>("components/rules"),
+];
 
 /// The entry whose crate is at `crate_path` (as written in `system.toml`).
 pub fn find(crate_path: &str) -> Option<&'static Entry> {

@@ -34,6 +34,16 @@ pub struct Decoder {
     poisoned: bool,
 }
 
+impl core::fmt::Debug for Decoder {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Decoder")
+            .field("have", &self.have)
+            .field("want", &self.want)
+            .field("poisoned", &self.poisoned)
+            .finish()
+    }
+}
+
 impl Default for Decoder {
     fn default() -> Self {
         Self::new()

@@ -279,7 +279,7 @@ fn caps(raw: &raw::Caps, errs: &mut Errors) -> model::Caps {
                     p.span(),
                     format!("invalid XenStore path prefix \"{}\"", p.get_ref()),
                     "XenStore paths use letters, digits and `-/_@`, with no empty segment (`//`), \
-                     at most 3072 bytes",
+                     at most 3072 bytes; a lone `*` component matches any one component",
                 );
             }
             out.push(p.get_ref().clone());
@@ -300,7 +300,8 @@ fn xenstore_path(p: &str) -> bool {
     !p.is_empty()
         && p.len() <= XENSTORE_PATH_MAX
         && !p.contains("//")
-        && p.chars().all(|c| c.is_ascii_alphanumeric() || "-/_@".contains(c))
+        && p.chars().all(|c| c.is_ascii_alphanumeric() || "-/_@*".contains(c))
+        && p.split('/').all(|seg| seg == "*" || !seg.contains('*'))
 }
 
 #[cfg(test)]
@@ -325,7 +326,8 @@ mod tests {
         assert!(xenstore_path("backend/vif/"));
         assert!(xenstore_path("/local/domain/0/backend/vif"));
         assert!(xenstore_path("@introduceDomain"));
-        for bad in ["", "a//b", "a b", "a.b", "ü"] {
+        assert!(xenstore_path("/local/domain/*/device/vif"));
+        for bad in ["", "a//b", "a b", "a.b", "ü", "/local/domain/1*/x"] {
             assert!(!xenstore_path(bad), "{bad:?}");
         }
     }

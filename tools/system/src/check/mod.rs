@@ -8,6 +8,8 @@
 //! and a port a ring or pool mentions is not also reported unconnected.
 
 mod component;
+mod grants;
+mod policy;
 mod wiring;
 
 use std::collections::HashMap;
@@ -50,6 +52,7 @@ pub(crate) fn check(source: &str, base_dir: &Path) -> Result<System, Vec<Diagnos
     let policy = check_policy(&sys.policy, base_dir, &mut errs);
     check_names(&file, &mut errs);
 
+    let spans: Vec<_> = file.component.0.iter().map(|(k, _)| k.span()).collect();
     let comps: Vec<Comp> = file.component.0.iter().map(|(k, c)| Comp::resolve(k, c, &doc, &mut errs)).collect();
     let index: HashMap<&str, usize> = comps.iter().enumerate().map(|(i, c)| (c.name.as_str(), i)).collect();
     let wired = wiring::wire(source, &file, &comps, &index, &mut errs);
@@ -57,7 +60,7 @@ pub(crate) fn check(source: &str, base_dir: &Path) -> Result<System, Vec<Diagnos
     if !errs.0.is_empty() {
         return Err(sorted(errs.0));
     }
-    let system = System {
+    let mut system = System {
         name: sys.name.get_ref().clone(),
         memory: sys.memory.get_ref().0,
         policy,
@@ -65,6 +68,9 @@ pub(crate) fn check(source: &str, base_dir: &Path) -> Result<System, Vec<Diagnos
         pools: wired.pools,
         rings: wired.rings,
     };
+    grants::derive(&mut system, |i| spans[i].clone(), &mut errs);
+    let policy_span = sys.policy.first().map_or_else(|| file.system.span(), |p| p.span());
+    policy::derive(&mut system, policy_span, &mut errs);
     check_memory(&system, &sys.memory, &mut errs);
     if errs.0.is_empty() { Ok(system) } else { Err(sorted(errs.0)) }
 }

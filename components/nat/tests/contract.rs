@@ -1,0 +1,205 @@
+//! The NAT bound through the harness, with the test playing rules, csum,
+//! netfront, netback and xenstore: descriptors, both pools, buffers coming
+//! back the way they went, timers.
+
+mod common;
+
+use common::*;
+use moat_component::{ByteProducer, Consumer, Instant, PacketDesc, Pool, PoolGeometry, Producer};
+use moat_nat::Nat;
+use moat_nat::counters::C;
+use moat_net::meta::{HEADROOM, Iface, Meta, Verdict, flags};
+use moat_runtime::harness::{Harness, Running};
+
+const CLIENT_POOL: u16 = 1;
+const UPLINK_POOL: u16 = 2;
+
+struct Rig {
+    from_rules: Producer<PacketDesc>,
+    from_rules_free: Consumer<PacketDesc>,
+    to_uplink: Consumer<PacketDesc>,
+    to_uplink_free: Producer<PacketDesc>,
+    from_csum: Producer<PacketDesc>,
+    from_csum_free: Consumer<PacketDesc>,
+    to_clients: Consumer<PacketDesc>,
+    to_clients_free: Producer<PacketDesc>,
+    clients: ByteProducer,
+    client_pool: Pool,
+    uplink_pool: Pool,
+    nat: Running<Nat>,
+}
+
+fn rig() -> Rig {
+    let mut h = Harness::new();
+    h.seed([9; 32]);
+    let from_rules = h.input("from_rules", 64);
+    let from_rules_free = h.output("from_rules_free", 128);
+    let to_uplink = h.output("to_uplink", 64);
+    let to_uplink_free = h.input("to_uplink_free", 64);
+    let from_csum = h.input("from_csum", 64);
+    let from_csum_free = h.output("from_csum_free", 64);
+    let to_clients = h.output("to_clients", 128);
+    let to_clients_free = h.input("to_clients_free", 128);
+    let clients = h.msg_input("clients", "ClientEvent", 1024);
+    h.msg_input("from_rules_ctl", "RulesToNat", 1024);
+    h.msg_output("to_rules_ctl", "NatToRules", 1024);
+    let client_pool = h.pool("client_buffers", PoolGeometry::new(CLIENT_POOL, 2048, 64).unwrap(), true);
+    let uplink_pool = h.pool("uplink_buffers", PoolGeometry::new(UPLINK_POOL, 2048, 64).unwrap(), true);
+    let mut cfg = config();
+    cfg.max_connections = 1024;
+    cfg.max_per_client = 512;
+    let nat = h.start::<Nat>(cfg).unwrap();
+    Rig {
+        from_rules,
+        from_rules_free,
+        to_uplink,
+        to_uplink_free,
+        from_csum,
+        from_csum_free,
+        to_clients,
+        to_clients_free,
+        clients,
+        client_pool,
+        uplink_pool,
+        nat,
+    }
+}
+
+fn drain(c: &mut Consumer<PacketDesc>) -> Vec<PacketDesc> {
+    let v: Vec<_> = std::iter::from_fn(|| c.pop().unwrap()).collect();
+    let _ = c.release();
+    v
+}
+
+impl Rig {
+    fn client_up(&mut self, slot: u8) {
+        self.clients.send_msg(&up(slot), &mut [0u8; 64]).unwrap();
+        let _ = self.clients.publish();
+    }
+    fn send_out(&mut self, i: u32, packet: &[u8], slot: u8, verdict: Verdict) -> PacketDesc {
+        let mut d = PacketDesc {
+            pool: CLIENT_POOL,
+            flags: flags::CSUM_OK,
+            offset: i * 2048 + HEADROOM,
+            len: packet.len() as u32,
+            meta: 0,
+        };
+        Meta { iface: Iface::client(slot).unwrap(), verdict }.store(&mut d);
+        self.client_pool.packet_mut(&d).unwrap().copy_from_slice(packet);
+        self.from_rules.push(&d).unwrap();
+        let _ = self.from_rules.publish();
+        d
+    }
+    fn send_in(&mut self, i: u32, packet: &[u8]) -> PacketDesc {
+        let mut d = PacketDesc {
+            pool: UPLINK_POOL,
+            flags: flags::CSUM_OK,
+            offset: i * 2048 + HEADROOM,
+            len: packet.len() as u32,
+            meta: 0,
+        };
+        Meta { iface: Iface::UPLINK, verdict: Verdict::None }.store(&mut d);
+        self.uplink_pool.packet_mut(&d).unwrap().copy_from_slice(packet);
+        self.from_csum.push(&d).unwrap();
+        let _ = self.from_csum.publish();
+        d
+    }
+}
+
+#[test]
+fn packets_flow_both_ways_and_buffers_come_back_the_way_they_went() {
+    let mut r = rig();
+    r.client_up(0);
+    r.nat.call(Instant::ZERO).unwrap();
+    let q = udp(client_ip(0), SERVER, 40000, 53, b"query");
+    let sent = r.send_out(0, &q, 0, Verdict::Accept);
+    let rejected = r.send_out(1, &udp(client_ip(0), SERVER, 40001, 25, b"mail"), 0, Verdict::Reject);
+    let dropped = r.send_out(2, &q, 0, Verdict::Drop);
+    let out = r.nat.call(Instant::from_secs(1)).unwrap();
+    assert!(out.wake_at.is_some(), "a timer for the new connection's expiry");
+
+    let up = drain(&mut r.to_uplink);
+    assert_eq!(up.len(), 1);
+    assert_eq!(Meta::of(&up[0]).unwrap().iface, Iface::UPLINK);
+    let translated = r.client_pool.packet(&up[0]).unwrap().to_vec();
+    let (src, _, nat_port, _) = tuple(&translated);
+    assert_eq!(src, UPLINK);
+    assert!(checksums_right(&translated));
+    assert_eq!(up[0].flags, flags::CSUM_OK);
+
+    let to_clients = drain(&mut r.to_clients);
+    assert_eq!(to_clients.len(), 1, "the reject");
+    assert_eq!(to_clients[0].pool, CLIENT_POOL);
+    assert_eq!(to_clients[0].offset, rejected.offset - 28, "built in the headroom");
+    assert_eq!(Meta::of(&to_clients[0]).unwrap().iface, Iface::client(0).unwrap());
+    assert_eq!(drain(&mut r.from_rules_free), [dropped], "a drop goes straight back");
+
+    // The reply comes in an uplink buffer.
+    let reply = udp(SERVER, UPLINK, 53, nat_port, b"answer");
+    let got = r.send_in(0, &reply);
+    r.nat.call(Instant::from_secs(2)).unwrap();
+    let to_clients = drain(&mut r.to_clients);
+    assert_eq!(to_clients.len(), 1);
+    assert_eq!(to_clients[0].pool, UPLINK_POOL);
+    assert_eq!(tuple(r.uplink_pool.packet(&to_clients[0]).unwrap()), (SERVER, client_ip(0), 53, 40000));
+    // A reply with no connection is dropped and its buffer goes back.
+    let stray = r.send_in(1, &udp(SERVER, UPLINK, 53, nat_port ^ 1, b"?"));
+    r.nat.call(Instant::from_secs(2)).unwrap();
+    assert_eq!(drain(&mut r.from_csum_free), [stray]);
+
+    // Downstream hands everything back: each buffer returns upstream by pool.
+    r.to_uplink_free.push(&up[0]).unwrap();
+    let _ = r.to_uplink_free.publish();
+    r.to_clients_free.push(&to_clients[0]).unwrap();
+    // The reject as it went out: its offset moved back over the ICMP headers.
+    let reject_back = PacketDesc { offset: rejected.offset - 28, ..rejected };
+    r.to_clients_free.push(&reject_back).unwrap();
+    let _ = r.to_clients_free.publish();
+    r.nat.call(Instant::from_secs(3)).unwrap();
+    let back: Vec<u32> = drain(&mut r.from_rules_free).iter().map(|d| d.offset / 2048).collect();
+    assert_eq!(back, [sent.offset / 2048, rejected.offset / 2048]);
+    let back = drain(&mut r.from_csum_free);
+    assert_eq!(back.iter().map(|d| d.offset / 2048).collect::<Vec<_>>(), [got.offset / 2048]);
+    let st = r.nat.status();
+    assert_eq!(st["held.client_buffers"], 0);
+    assert_eq!(st["held.uplink_buffers"], 0);
+    assert_eq!(st["conn.live"], 1);
+    assert_eq!(st["icmp.sent.reject"], 1);
+    assert_eq!(st["drop.no_conn"], 1);
+
+    // Handing back a buffer twice, or a stranger, is counted, not forwarded.
+    r.to_uplink_free.push(&up[0]).unwrap();
+    let _ = r.to_uplink_free.publish();
+    r.nat.call(Instant::from_secs(4)).unwrap();
+    assert!(drain(&mut r.from_rules_free).is_empty());
+    assert_eq!(r.nat.status()[C::BadReturns.name()], 1);
+}
+
+#[test]
+fn duplicate_descriptors_and_unknown_clients_are_refused() {
+    let mut r = rig();
+    r.client_up(0);
+    let q = udp(client_ip(0), SERVER, 40000, 53, b"query");
+    let d = r.send_out(3, &q, 0, Verdict::Accept);
+    r.from_rules.push(&d).unwrap();
+    let _ = r.from_rules.publish();
+    r.send_out(4, &udp(client_ip(5), SERVER, 1, 2, b""), 5, Verdict::Accept);
+    r.nat.call(Instant::ZERO).unwrap();
+    assert_eq!(drain(&mut r.to_uplink).len(), 1);
+    let st = r.nat.status();
+    assert_eq!(st["error.bad_descriptor"], 1);
+    assert_eq!(st["drop.unknown_client"], 1);
+    assert_eq!(st["control.client_events"], 1);
+}
+
+#[test]
+fn connections_expire_on_the_timer_it_asked_for() {
+    let mut r = rig();
+    r.client_up(0);
+    r.send_out(0, &udp(client_ip(0), SERVER, 40000, 53, b"query"), 0, Verdict::Accept);
+    let out = r.nat.call(Instant::from_secs(5)).unwrap();
+    assert_eq!(out.wake_at, Some(Instant::from_secs(35)), "UDP unreplied: 30 s");
+    r.nat.call(Instant::from_secs(35)).unwrap();
+    let st = r.nat.status();
+    assert_eq!((st["conn.live"], st["conn.expired"], st["ports.in_use"]), (0, 1, 0));
+}
