@@ -274,6 +274,8 @@ fn binder_hands_out_each_port_once_typed_as_wired() {
     assert!(!b.pool("pool").unwrap().writable(), "mapped read-only for b");
     assert_eq!(a.unbound(), Some("table"));
     assert_eq!(a.state::<u64>("table", 513).err(), Some(BindError::Layout("table")), "larger than laid out");
+    assert_eq!(a.state_len("table"), Ok(100), "the bytes asked for, not the page-rounded region");
+    assert_eq!(a.state_len("pool").err(), Some(BindError::Missing("pool")), "not a state port");
     assert_eq!(b.unbound(), None);
     assert_eq!(a.unbound(), None);
 }
