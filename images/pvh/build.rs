@@ -26,6 +26,7 @@ fn main() {
     println!("cargo:rustc-link-arg-bins=-Tdefmt.x");
     println!("cargo:rerun-if-changed=link.ld");
     println!("cargo:rerun-if-changed=selftest_plan.rs");
+    println!("cargo:rerun-if-changed=../../policies/qubes-default.toml");
     println!("cargo:rerun-if-changed=Cargo.toml");
     println!("cargo:rerun-if-env-changed=MOAT_MANIFEST");
     println!("cargo:rerun-if-env-changed=MOAT_KINDS");

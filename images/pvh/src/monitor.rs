@@ -53,7 +53,8 @@ fn report_unserved(m: &Manifest<'_>) {
         if p.component == moat_runtime::layout::RUNTIME
             && let Some((_, q)) = m.peer(i)
         {
-            println!("moat: unserved ring end {} (peer {}.{})", p.name, m.component(q.component as usize).name, q.name);
+            let peer = m.component(q.component as usize).name;
+            println!("moat: unserved ring end runtime.{} (peer {}.{})", p.name, peer, q.name);
         }
     }
 }

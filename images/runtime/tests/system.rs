@@ -19,7 +19,7 @@ use moat_runtime::system::{self, Kind, StartError, kind};
 const KINDS: &[Kind] = &[kind::<Traffic>(), kind::<Relay>(), kind::<Pinger>()];
 
 fn chain(packets: u32, relays: &[u64]) -> Vec<u8> {
-    let cfg = TrafficConfig { packets, payload: 64, scenario: Scenario::Unchanged };
+    let cfg = TrafficConfig { packets, payload: 64, scenario: Scenario::Unchanged, meta: 0 };
     let mut p = Plan::new("chain");
     p.component_of::<Traffic>("traffic", 10, 16, &cfg).unwrap();
     for (i, fail) in relays.iter().enumerate() {
@@ -27,7 +27,7 @@ fn chain(packets: u32, relays: &[u64]) -> Vec<u8> {
     }
     let names: Vec<String> = (0..relays.len()).map(|i| format!("r{i}")).collect();
     let pools: Vec<String> = names.iter().map(|n| format!("{n}.pool")).collect();
-    let mut maps = vec![("traffic.pool", true)];
+    let mut maps = vec![("traffic.pool", true), ("traffic.replies", false)];
     maps.extend(pools.iter().map(|p| (p.as_str(), false)));
     p.pool("buffers", 1, 2048, 32, &maps).unwrap();
     let mut prev = ("traffic.to_graph".to_string(), "traffic.to_graph_free".to_string());

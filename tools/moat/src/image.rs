@@ -65,15 +65,22 @@ pub fn sha256(bytes: &[u8]) -> String {
     Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// How a Rust path's module appears in mangled symbols (legacy and v0):
-/// length-prefixed identifiers, one after the other (`moat_csum::Csum` →
-/// `9moat_csum`; `moat_runtime::selftest::Traffic` → `12moat_runtime8selftest`).
-pub fn mangled_module(path: &str) -> String {
-    let mut parts: Vec<&str> = path.split("::").collect();
-    if parts.len() > 1 {
-        parts.pop();
+/// The module a type's code lives in, as it appears in demangled symbol
+/// names: `moat_csum::Csum` → `moat_csum::`. A symbol belongs to the kind
+/// whose module it names most specifically (generic code such as
+/// `start_one::<moat_csum::Csum>` names the component's type; v0 mangling,
+/// which the image uses, keeps those generic arguments).
+pub fn module_of(path: &str) -> String {
+    match path.rsplit_once("::") {
+        Some((module, _)) => format!("{module}::"),
+        None => format!("{path}::"),
     }
-    parts.iter().map(|p| format!("{}{p}", p.len())).collect()
+}
+
+/// The kind (index into `modules`) a symbol's code belongs to.
+pub fn owner(symbol: &str, modules: &[String]) -> Option<usize> {
+    let name = format!("{:#}", rustc_demangle::demangle(symbol));
+    (0..modules.len()).filter(|&i| name.contains(modules[i].as_str())).max_by_key(|&i| modules[i].len())
 }
 
 /// Reads an image, checking that it is an x86-64 ELF with exactly one
@@ -128,13 +135,13 @@ pub fn read(bytes: &[u8]) -> Result<Image<'_>, String> {
         .split(';')
         .filter_map(|kv| kv.split_once('=').map(|(k, p)| (k.to_string(), p.to_string())))
         .collect();
-    let patterns: Vec<String> = kinds.iter().map(|(_, p)| mangled_module(p)).collect();
+    let modules: Vec<String> = kinds.iter().map(|(_, p)| module_of(p)).collect();
     let mut code: Vec<Attributed> =
         kinds.iter().map(|(k, _)| Attributed { kind: k.clone(), ..Default::default() }).collect();
     code.push(Attributed { kind: "runtime".into(), ..Default::default() });
     for sym in file.symbols() {
         let (Ok(name), size) = (sym.name(), sym.size()) else { continue };
-        let slot = patterns.iter().position(|p| name.contains(p.as_str())).unwrap_or(kinds.len());
+        let slot = owner(name, &modules).unwrap_or(kinds.len());
         match sym.kind() {
             SymbolKind::Text => code[slot].code += size,
             SymbolKind::Data => code[slot].statics += size,
@@ -149,14 +156,21 @@ mod tests {
     use super::*;
 
     #[test]
-    fn module_patterns_match_both_manglings() {
-        assert_eq!(mangled_module("moat_csum::Csum"), "9moat_csum");
-        assert_eq!(mangled_module("moat_runtime::selftest::Traffic"), "12moat_runtime8selftest");
-        let legacy = "_ZN9moat_csum4Csum8notified17h0123456789abcdefE";
-        let v0 = "_RNvXCsaBc_12moat_runtimeINtNtB2_8instance8InstanceNtCsXyZ_9moat_csum4CsumE8notified";
-        assert!(legacy.contains(&mangled_module("moat_csum::Csum")));
-        assert!(v0.contains(&mangled_module("moat_csum::Csum")));
-        assert!(!v0.contains(&mangled_module("moat_runtime::selftest::Traffic")));
+    fn symbols_belong_to_the_most_specific_module_they_name() {
+        let modules: Vec<String> =
+            ["moat_csum::Csum", "moat_runtime::selftest::Traffic", "moat_runtime::selftest::clients::C"]
+                .iter()
+                .map(|p| module_of(p))
+                .collect();
+        assert_eq!(modules[0], "moat_csum::");
+        assert_eq!(owner("_ZN9moat_csum4Csum8notified17h0123456789abcdefE", &modules), Some(0), "legacy");
+        // moat_runtime::instance::Instance<moat_csum::Csum>::notified, with
+        // the crate root of moat_runtime as a v0 back-reference.
+        let v0 = "_RNvMNtCs1234_12moat_runtime8instanceINtB2_8InstanceNtCs5678_9moat_csum4CsumE8notified";
+        assert_eq!(owner(v0, &modules), Some(0));
+        assert_eq!(owner("_ZN12moat_runtime8selftest6packet3udp17h0123456789abcdefE", &modules), Some(1));
+        assert_eq!(owner("_ZN12moat_runtime8selftest7clients1f17h0123456789abcdefE", &modules), Some(2));
+        assert_eq!(owner("_ZN12moat_runtime5sched3run17h0123456789abcdefE", &modules), None);
     }
 
     #[test]
