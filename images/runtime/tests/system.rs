@@ -13,10 +13,69 @@ use moat_runtime::layout::Manifest;
 use moat_runtime::layout::layout_hash_of;
 use moat_runtime::plan::{Plan, config_blob, config_of};
 use moat_runtime::sched::{Route, Scheduler};
+use moat_runtime::selftest::reflector::{Reflector, ReflectorConfig};
 use moat_runtime::selftest::{Scenario, Traffic, TrafficConfig};
 use moat_runtime::system::{self, Kind, StartError, kind};
 
-const KINDS: &[Kind] = &[kind::<Traffic>(), kind::<Relay>(), kind::<Pinger>()];
+const KINDS: &[Kind] = &[kind::<Traffic>(), kind::<Relay>(), kind::<Pinger>(), kind::<Reflector>()];
+
+/// traffic -> relay -> reflector -> relay -> traffic: replies in the
+/// reflector's own pool, which the traffic component reads.
+fn round_trip(packets: u32, expect_src: [u8; 4]) -> Vec<u8> {
+    let cfg = TrafficConfig { packets, payload: 100, scenario: Scenario::Replies, meta: 0 };
+    let mut p = Plan::new("round-trip");
+    p.component_of::<Traffic>("traffic", 10, 16, &cfg).unwrap();
+    p.component_of::<Reflector>("far", 10, 16, &ReflectorConfig { expect_src, meta: 0xff }).unwrap();
+    p.component_of::<Relay>("out", 20, 16, &0).unwrap();
+    p.component_of::<Relay>("back", 20, 16, &0).unwrap();
+    p.pool("client", 1, 2048, 32, &[("traffic.pool", true), ("out.pool", false), ("far.packets", false)]).unwrap();
+    p.pool("uplink", 2, 2048, 32, &[("far.pool", true), ("back.pool", false), ("traffic.replies", false)]).unwrap();
+    let d = |p: &mut Plan, a: &str, b: &str| {
+        p.ring_of::<moat_component::PacketDesc>(a, b, 64).unwrap();
+    };
+    for (a, b) in [
+        ("traffic.to_graph", "out.input"),
+        ("out.input_free", "traffic.to_graph_free"),
+        ("out.output", "far.from_graph"),
+        ("far.from_graph_free", "out.output_free"),
+        ("far.to_graph", "back.input"),
+        ("back.input_free", "far.to_graph_free"),
+        ("back.output", "traffic.from_graph"),
+        ("traffic.from_graph_free", "back.output_free"),
+    ] {
+        d(&mut p, a, b);
+    }
+    p.encode().unwrap()
+}
+
+#[test]
+fn replies_come_back_through_the_reflector_and_are_checked() {
+    let packets = if cfg!(miri) { 40 } else { 300 };
+    let bytes = round_trip(packets, moat_runtime::selftest::packet::CLIENT);
+    let m = Manifest::parse(&bytes).unwrap();
+    let mut s = start(&m, &[]).unwrap();
+    let mut p = TestPlatform::default();
+    let t = s.find("traffic").unwrap();
+    run(&mut s, &mut p, t, 100_000);
+    for _ in 0..100 {
+        s.run_once(&mut p); // the last replies' buffers travel home
+    }
+    let c = counters(&s, t);
+    assert_eq!((c["received"], c["reclaimed"], c["failed"]), (packets.into(), packets.into(), 0), "{c:?}");
+    let f = counters(&s, s.find("far").unwrap());
+    assert_eq!((f["received"], f["reflected"], f["reclaimed"]), (packets.into(), packets.into(), packets.into()));
+    assert_eq!(f["bad.source"] + f["bad.packet"] + f["bad.descriptor"], 0, "{f:?}");
+
+    // A reflector told to expect translated packets refuses untranslated
+    // ones: nothing comes back, and it says why.
+    let bytes = round_trip(8, [10, 138, 0, 2]);
+    let m = Manifest::parse(&bytes).unwrap();
+    let mut s = start(&m, &[]).unwrap();
+    run(&mut s, &mut p, t, 200);
+    let f = counters(&s, s.find("far").unwrap());
+    assert_eq!((f["received"], f["bad.source"], f["reflected"]), (8, 8, 0), "{f:?}");
+    assert_eq!(counters(&s, t)["received"], 0);
+}
 
 fn chain(packets: u32, relays: &[u64]) -> Vec<u8> {
     let cfg = TrafficConfig { packets, payload: 64, scenario: Scenario::Unchanged, meta: 0 };
