@@ -130,6 +130,9 @@ fn the_report_says_what_the_elf_holds_and_inspect_repeats_it() {
     assert_eq!(String::from_utf8(o.stdout).unwrap(), report);
 }
 
+/// Two target directories mean two build workspaces (`<target>/moat/ws`),
+/// the only paths through which cargo and rustc see the source tree: the
+/// same check as two checkouts at different paths.
 #[test]
 fn builds_are_reproducible_across_target_directories() {
     let a = root().join("target/moat-tests/repro-a.pvh");
