@@ -145,17 +145,19 @@ pub fn build(opts: &Options) -> Result<Built, Error> {
         Some(d) => absolute(d)?,
         None => root.join("target/pvh"),
     };
-    let manifest_path = target.join("moat").join(format!("{}.manifest", system.name));
-    write_atomically(&manifest_path, &manifest)?;
-
     if opts.progress {
         eprintln!("moat build: building the image for x86_64-unknown-none (cargo build --release in images/pvh) ...");
     }
     // Builds of other systems into the same target directory would replace
-    // the ELF between our build and our read: one build at a time.
-    let lock_path = target.join("moat").join("build.lock");
+    // the manifest or the ELF between our write and our read: one build at
+    // a time.
+    let dir = target.join("moat");
+    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let lock_path = dir.join("build.lock");
     let lock = std::fs::File::create(&lock_path).map_err(|e| format!("{}: {e}", lock_path.display()))?;
     lock.lock().map_err(|e| format!("locking {}: {e}", lock_path.display()))?;
+    let manifest_path = dir.join(format!("{}.manifest", system.name));
+    write_atomically(&manifest_path, &manifest)?;
     let elf = cargo_build(&root, &target, &manifest_path, &kinds, opts.progress)?;
     let bytes = std::fs::read(&elf).map_err(|e| format!("{}: {e}", elf.display()))?;
     drop(lock);
