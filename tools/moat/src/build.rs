@@ -179,8 +179,13 @@ fn absolute(p: &Path) -> Result<PathBuf, String> {
 }
 
 /// Writes through a temporary file and a rename, so a reader (another build,
-/// a test booting the image) never sees half a file.
+/// a test booting the image) never sees half a file; leaves a file that
+/// already holds `bytes` alone (an unchanged manifest must not make cargo
+/// rebuild the image).
 fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), String> {
+    if std::fs::read(path).ok().as_deref() == Some(bytes) {
+        return Ok(());
+    }
     let dir = path.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     let tmp =
