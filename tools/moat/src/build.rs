@@ -146,7 +146,7 @@ pub fn build(opts: &Options) -> Result<Built, Error> {
         None => root.join("target/pvh"),
     };
     if opts.progress {
-        eprintln!("moat build: building the image for x86_64-unknown-none (cargo build --release in images/pvh) ...");
+        eprintln!("moat build: building images/pvh for x86_64-unknown-none in {} ...", target.display());
     }
     // Builds of other systems into the same target directory would replace
     // the manifest or the ELF between our write and our read: one build at
