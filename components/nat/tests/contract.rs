@@ -5,7 +5,7 @@
 mod common;
 
 use common::*;
-use moat_component::{ByteProducer, Consumer, Instant, PacketDesc, Pool, PoolGeometry, Producer};
+use moat_component::{ByteConsumer, ByteProducer, Consumer, Instant, PacketDesc, Pool, PoolGeometry, Producer};
 use moat_nat::Nat;
 use moat_nat::counters::C;
 use moat_net::meta::{HEADROOM, Iface, Meta, Verdict, flags};
@@ -24,12 +24,19 @@ struct Rig {
     to_clients: Consumer<PacketDesc>,
     to_clients_free: Producer<PacketDesc>,
     clients: ByteProducer,
+    rules_ctl: ByteProducer,
+    to_rules_ctl: ByteConsumer,
     client_pool: Pool,
     uplink_pool: Pool,
     nat: Running<Nat>,
 }
 
 fn rig() -> Rig {
+    rig_with(1024)
+}
+
+/// `ctl_ring`: bytes of the `to_rules_ctl` ring.
+fn rig_with(ctl_ring: u32) -> Rig {
     let mut h = Harness::new();
     h.seed([9; 32]);
     let from_rules = h.input("from_rules", 64);
@@ -41,8 +48,8 @@ fn rig() -> Rig {
     let to_clients = h.output("to_clients", 128);
     let to_clients_free = h.input("to_clients_free", 128);
     let clients = h.msg_input("clients", "ClientEvent", 1024);
-    h.msg_input("from_rules_ctl", "RulesToNat", 1024);
-    h.msg_output("to_rules_ctl", "NatToRules", 1024);
+    let rules_ctl = h.msg_input("from_rules_ctl", "RulesToNat", 1024);
+    let to_rules_ctl = h.msg_output("to_rules_ctl", "NatToRules", ctl_ring);
     let client_pool = h.pool("client_buffers", PoolGeometry::new(CLIENT_POOL, 2048, 64).unwrap(), true);
     let uplink_pool = h.pool("uplink_buffers", PoolGeometry::new(UPLINK_POOL, 2048, 64).unwrap(), true);
     let mut cfg = config();
@@ -59,6 +66,8 @@ fn rig() -> Rig {
         to_clients,
         to_clients_free,
         clients,
+        rules_ctl,
+        to_rules_ctl,
         client_pool,
         uplink_pool,
         nat,
@@ -202,4 +211,56 @@ fn connections_expire_on_the_timer_it_asked_for() {
     r.nat.call(Instant::from_secs(35)).unwrap();
     let st = r.nat.status();
     assert_eq!((st["conn.live"], st["conn.expired"], st["ports.in_use"]), (0, 1, 0));
+}
+
+#[test]
+fn checks_wait_for_room_on_the_control_ring() {
+    // Room for one full batch (4 length bytes + 136) at a time.
+    let mut r = rig_with(256);
+    r.client_up(0);
+    for i in 0..48u32 {
+        r.send_out(i, &udp(client_ip(0), SERVER, 1000 + i as u16, 53, b"q"), 0, Verdict::Accept);
+    }
+    r.nat.call(Instant::ZERO).unwrap();
+    r.to_uplink_free.push_batch(&drain(&mut r.to_uplink)).unwrap();
+    let _ = r.to_uplink_free.publish();
+    let mut map = [0u8; 32];
+    moat_control::rules::slots::set(&mut map, 0);
+    let changed = moat_control::rules::RulesToNat::Changed { version: 1, epoch: 1, slots: map };
+    r.rules_ctl.send_msg(&changed, &mut [0u8; 64]).unwrap();
+    let _ = r.rules_ctl.publish();
+    let mut flows = 0;
+    let mut buf = [0u8; 512];
+    for round in 0.. {
+        r.nat.call(Instant::ZERO).unwrap();
+        let mut got = 0;
+        while let Some(moat_control::NatToRules::Check { slot: 0, flows: f, .. }) =
+            r.to_rules_ctl.recv_msg(&mut buf).unwrap()
+        {
+            flows += f.len();
+            got += 1;
+        }
+        let _ = r.to_rules_ctl.release();
+        if got == 0 {
+            break;
+        }
+        assert_eq!(got, 1, "one batch fits the ring at a time");
+        assert!(round < 3);
+    }
+    assert_eq!(flows, 48, "every connection named once the ring had room");
+    assert_eq!(r.nat.status()["recheck.in_flight"], 3, "all sent, none answered");
+}
+
+#[test]
+fn broken_control_frames_are_counted_not_fatal() {
+    let mut r = rig();
+    r.rules_ctl.send(&[0xff, 0x01]).unwrap(); // no such message
+    r.rules_ctl.send(&[7u8; 300]).unwrap(); // larger than any message
+    let denied = moat_control::rules::RulesToNat::Denied { epoch: 1, slot: 0, batch: 12, denied: 1 };
+    r.rules_ctl.send_msg(&denied, &mut [0u8; 64]).unwrap(); // a batch never sent
+    let _ = r.rules_ctl.publish();
+    r.nat.call(Instant::ZERO).unwrap();
+    let st = r.nat.status();
+    assert_eq!((st["control.bad_frames"], st["recheck.bad"]), (2, 1));
+    r.nat.component.engine().check().unwrap();
 }

@@ -10,6 +10,8 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod check;
+mod replay;
+mod run;
 
 use moat::{build, inspect, log};
 
@@ -31,6 +33,11 @@ enum Command {
     Inspect(inspect::Args),
     /// Decode the component logs in an image's console capture.
     Log(log::Args),
+    /// Run a system: `--hosted` on this Linux machine, TAPs at the edges.
+    Run(run::Args),
+    /// Replay captured traffic through a system offline: verdicts and
+    /// translated packets to pcap and JSON.
+    Replay(replay::Args),
 }
 
 fn main() -> ExitCode {
@@ -39,5 +46,7 @@ fn main() -> ExitCode {
         Command::Build(args) => build::run(args),
         Command::Inspect(args) => inspect::run(args),
         Command::Log(args) => log::run(args),
+        Command::Run(args) => run::run(args),
+        Command::Replay(args) => replay::run(args),
     }
 }
