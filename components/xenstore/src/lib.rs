@@ -347,7 +347,10 @@ impl Component for Xenstore {
         if let Some(t) = self.next_deadline() {
             cx.wake_at(t);
         }
-        if p.conn.pending() || (p.conn.can_send() && self.ready_job().is_some()) {
+        // Work that step 5 made possible (a withdrawn vif may be re-read
+        // once its withdrawal went out) is started on the next call.
+        let more = up && self.system.domid.is_some() && self.free_job(true).is_some() && self.vifs.has_job();
+        if p.conn.pending() || (p.conn.can_send() && self.ready_job().is_some()) || more {
             cx.again();
         }
         Ok(())

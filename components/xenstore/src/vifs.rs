@@ -60,6 +60,14 @@ struct Slot {
     told: u8,
 }
 
+impl Slot {
+    /// Its keys should be read now: changed, not being read, and (if it was
+    /// withdrawn) every listener has heard that first.
+    fn wants_read(&self) -> bool {
+        self.used && !self.gone && self.dirty && !self.reading && !(self.up.is_none() && self.told != 0)
+    }
+}
+
 /// Counters.
 #[derive(Clone, Copy, Debug, Default)]
 struct Counts {
@@ -319,10 +327,7 @@ impl Vifs {
             let op = Op::new(OpKind::Directory, Path::new(b"backend/vif").ok()?)?;
             return Some(Job::single(Origin::Task(Task::ListFrontends), op, deadline));
         }
-        let i = self
-            .slots
-            .iter()
-            .position(|s| s.used && !s.gone && s.dirty && !s.reading && !(s.up.is_none() && s.told != 0))?;
+        let i = self.slots.iter().position(Slot::wants_read)?;
         let s = &mut self.slots[i];
         s.dirty = false;
         s.reading = true;
@@ -333,6 +338,17 @@ impl Vifs {
             ops.push(Op::new(OpKind::Read, p.path().ok()?)?).ok()?;
         }
         Some(Job::transaction(Origin::Task(Task::ReadVif(i as u8, s.epoch)), ops, retries, deadline))
+    }
+
+    /// True if [`next_job`](Self::next_job) has something to start. (A
+    /// changed vif is re-read only once its withdrawal went out, which
+    /// happens after this call's jobs were scheduled: the caller must come
+    /// back for it, or the re-read waits for an unrelated wakeup.)
+    pub fn has_job(&self) -> bool {
+        self.max != 0
+            && (!self.scan.is_empty()
+                || ((self.rescan_all || self.cursor.is_some()) && !self.listing)
+                || self.slots.iter().any(Slot::wants_read))
     }
 
     /// Tells listeners what changed, at most `budget` messages; true if

@@ -258,3 +258,25 @@ fn refusals_and_oversized_values_do_not_cause_request_storms() {
     r.settle();
     assert_eq!(drain::<ClientEvent>(&mut r.rules), [ClientEvent::Down { slot: 0 }]);
 }
+
+#[test]
+fn a_changed_vif_is_reread_without_another_wakeup() {
+    // As a runtime calls it: once per signal, and again only when it asks.
+    // The withdrawal goes out in the call that reads the change; the re-read
+    // that announces the new address must not wait for an unrelated event.
+    let mut r = rig();
+    r.add_vif(7, 0, MAC7, "10.137.0.7");
+    r.settle();
+    drain::<ClientEvent>(&mut r.rules);
+    r.store.write(&format!("{}/ip", Rig::backend_dir(7, 0)), b"10.137.0.77").unwrap();
+    for _ in 0..100 {
+        let before = r.store.poll();
+        let out = r.xs.call(r.now).expect("no fault");
+        let after = r.store.poll();
+        if !before && !after && !out.again {
+            break;
+        }
+    }
+    let mac = [0, 0x16, 0x3e, 0x5e, 0x6c, 0x07];
+    assert_eq!(drain::<ClientEvent>(&mut r.rules), [ClientEvent::Down { slot: 0 }, up(0, [10, 137, 0, 77], mac)]);
+}
