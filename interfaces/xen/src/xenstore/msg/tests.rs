@@ -135,6 +135,8 @@ fn strict_decoding() {
         assert!(Response::decode(*ty, payload).is_err(), "{ty:?} {payload:?}");
     }
     assert_eq!(Response::decode(T::Directory, b"\0"), Ok(Response::Directory(Names::EMPTY)));
+    // oxenstored's quota error, seen from the real daemon (not in xs_wire.h).
+    assert_eq!(Response::decode(T::Error, b"EQUOTA\0"), Ok(Response::Error(crate::xs_wire::XsdError::Equota)));
 }
 
 #[test]
