@@ -6,6 +6,7 @@ mod rig;
 
 use moat_control::xenstore::{XsOp, XsReply, XsRequest};
 use moat_control::{NetbackCtl, NetfrontCtl, XsError};
+use moat_xen::xenstore::{Access, Perm};
 use rig::*;
 
 fn replies(r: &mut Rig) -> Vec<XsReply> {
@@ -36,6 +37,12 @@ fn netback_may_write_only_under_backend_vif() {
     assert!(r.store.log[before..].is_empty(), "nothing reached the store: {:?}", &r.store.log[before..]);
     assert_eq!(r.status("client.netback.forbidden"), 4);
 
+    // The toolstack made the device's backend directory ours, as libxl does.
+    let be = "/local/domain/3/backend/vif/7/0";
+    r.store.mkdir(be).unwrap();
+    r.store
+        .set_perms(be, &[Perm { access: Access::None, domid: DOMID }, Perm { access: Access::Read, domid: 7 }])
+        .unwrap();
     let ok = ask(&mut r, XsRequest::Write { id: 5, path: s("backend/vif/7/0/state"), value: val(b"2") });
     assert_eq!(ok, [XsReply::Done { id: 5 }]);
     assert_eq!(r.store.read("/local/domain/3/backend/vif/7/0/state").unwrap(), b"2");
@@ -102,6 +109,12 @@ fn watches_with_and_without_the_initial_event() {
 #[test]
 fn netfront_has_its_own_grant_and_channel() {
     let mut r = rig();
+    // The uplink's frontend directory, ours as libxl makes it.
+    let fe = "/local/domain/3/device/vif/0";
+    r.store.mkdir(fe).unwrap();
+    r.store
+        .set_perms(fe, &[Perm { access: Access::None, domid: DOMID }, Perm { access: Access::Read, domid: 1 }])
+        .unwrap();
     r.netfront_asks(&XsRequest::Write { id: 9, path: s("device/vif/0/state"), value: val(b"4") });
     r.netfront_asks(&XsRequest::Write { id: 10, path: s("backend/vif/1/0/state"), value: val(b"4") });
     r.settle();
@@ -141,9 +154,9 @@ fn transactions_retry_on_conflict_and_report_what_committed() {
     let mut r = rig();
     let a = "/local/domain/3/backend/vif/7/0/a";
     r.store.write(a, b"0").unwrap();
-    r.store
-        .set_perms(a, &[moat_xen::xenstore::Perm { access: moat_xen::xenstore::Access::None, domid: DOMID }])
-        .unwrap();
+    for p in [a, "/local/domain/3/backend/vif/7/0"] {
+        r.store.set_perms(p, &[Perm { access: Access::None, domid: DOMID }]).unwrap();
+    }
     let mut ops = heapless::Vec::new();
     ops.push(XsOp::Read(s("backend/vif/7/0/a"))).unwrap();
     ops.push(XsOp::Write(s("backend/vif/7/0/b"), val(b"done"))).unwrap();

@@ -42,8 +42,12 @@ pub struct Change {
     pub removed: bool,
     /// For a removal: every node that went, the node itself included.
     pub gone: Vec<String>,
-    /// Its permissions (before removal, for a removal).
+    /// Its permissions (before removal, for a removal; the new ones for a
+    /// permission change).
     pub perms: Vec<Perm>,
+    /// For a permission change, the permissions it had before: a domain
+    /// that could read the node under either learns of the change.
+    pub old_perms: Option<Vec<Perm>>,
     /// Its parent's permissions, if it has a parent.
     pub parent_perms: Option<Vec<Perm>>,
 }
@@ -54,6 +58,7 @@ impl Change {
     pub fn visible_to(&self, who: Who) -> bool {
         who.privileged
             || access(&self.perms, who.domid).can_read()
+            || self.old_perms.as_ref().is_some_and(|p| access(p, who.domid).can_read())
             || self.parent_perms.as_ref().is_some_and(|p| access(p, who.domid).can_read())
     }
 }
@@ -197,7 +202,7 @@ impl Db {
 
     fn change(&self, path: &str, removed: bool, perms: Vec<Perm>) -> Change {
         let parent_perms = parent_of(path).and_then(|p| self.nodes.get(p)).map(|n| n.perms.clone());
-        Change { path: path.to_string(), removed, gone: Vec::new(), perms, parent_perms }
+        Change { path: path.to_string(), removed, gone: Vec::new(), perms, old_perms: None, parent_perms }
     }
 
     /// `XS_WRITE`.
@@ -263,7 +268,7 @@ impl Db {
         let old = node.perms.clone();
         self.nodes.get_mut(path).expect("exists").perms = perms.to_vec();
         self.touch(path);
-        Ok(self.change(path, false, old))
+        Ok(Change { old_perms: Some(old), ..self.change(path, false, perms.to_vec()) })
     }
 }
 

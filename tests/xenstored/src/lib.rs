@@ -119,14 +119,55 @@ impl XenStored {
     }
 
     /// Introduces domain `domid` (unprivileged) with its ring page, and
-    /// creates `/local/domain/<domid>` owned by it (readable by dom0), with
-    /// `domid` and `name` keys, as the toolstack does.
+    /// lays out `/local/domain/<domid>` as libxl does when it creates a
+    /// domain (seen on the real toolstack, `tests/xs-compare`): the home,
+    /// `domid`, `name`, `device`, `memory`, `console`, `store`, `cpu` and
+    /// `control` owned by dom0 and readable by the domain; `data`,
+    /// `drivers`, `feature`, `attr`, `error` and the keys in `control` the
+    /// guest answers (`shutdown`, `feature-*`, `sysrq`) owned by the
+    /// domain. So a domain can write only where it could on real Xen.
     pub fn connect(&mut self, domid: u16, name: &str, page: Region) -> ConnId {
+        use moat_xen::xenstore::Access;
         let home = format!("/local/domain/{domid}");
-        self.write(&home, b"").unwrap();
-        self.set_perms(&home, &[Perm { access: moat_xen::xenstore::Access::None, domid }]).unwrap();
-        self.write(&format!("{home}/domid"), domid.to_string().as_bytes()).unwrap();
-        self.write(&format!("{home}/name"), name.as_bytes()).unwrap();
+        let ro = [Perm { access: Access::None, domid: 0 }, Perm { access: Access::Read, domid }];
+        let rw = [Perm { access: Access::None, domid }];
+        let id = domid.to_string();
+        let vm = format!("/vm/00000000-0000-0000-0000-{domid:012}");
+        let keys: &[(&str, &[u8], &[Perm])] = &[
+            ("", b"", &ro),
+            ("/vm", vm.as_bytes(), &ro),
+            ("/name", name.as_bytes(), &ro),
+            ("/domid", id.as_bytes(), &ro),
+            ("/cpu/0/availability", b"online", &ro),
+            ("/memory/static-max", b"32768", &ro),
+            ("/memory/target", b"32768", &ro),
+            ("/memory/videoram", b"-1", &ro),
+            ("/device", b"", &ro),
+            ("/device/suspend/event-channel", b"", &rw),
+            ("/control", b"", &ro),
+            ("/control/shutdown", b"", &rw),
+            ("/control/feature-poweroff", b"", &rw),
+            ("/control/feature-reboot", b"", &rw),
+            ("/control/feature-suspend", b"", &rw),
+            ("/control/sysrq", b"", &rw),
+            ("/control/platform-feature-multiprocessor-suspend", b"1", &ro),
+            ("/control/platform-feature-xs_reset_watches", b"1", &ro),
+            ("/data", b"", &rw),
+            ("/drivers", b"", &rw),
+            ("/feature", b"", &rw),
+            ("/attr", b"", &rw),
+            ("/error", b"", &rw),
+            ("/console", b"", &ro),
+            ("/store", b"", &ro),
+        ];
+        for (k, v, perms) in keys {
+            let path = format!("{home}{k}");
+            self.write(&path, v).expect("a fresh domain's home");
+            self.set_perms(&path, perms).expect("a fresh domain's home");
+        }
+        for dir in ["/cpu", "/cpu/0", "/memory", "/device/suspend"] {
+            self.set_perms(&format!("{home}{dir}"), &ro).expect("a fresh domain's home");
+        }
         self.attach(Who { domid, privileged: false }, page)
     }
 
@@ -284,7 +325,11 @@ impl XenStored {
             }
         };
         self.log.push(format!("dom{} {:?}{}", who.domid, f.ty, describe(&req)));
+        // Events the request causes for this connection go out after its
+        // reply, as oxenstored sends them.
+        let mark = self.conns[i].out.len();
         let result = self.dispatch(i, &req, tx_id);
+        let own_events: Vec<u8> = self.conns[i].out.drain(mark..).collect();
         let rsp_store;
         let rsp = match &result {
             Ok(r) => {
@@ -294,6 +339,7 @@ impl XenStored {
             Err(e) => Response::Error(*e),
         };
         self.send(i, f.ty, req_id, tx_id, rsp);
+        self.conns[i].out.extend(own_events);
         if let (Ok(_), Request::Watch { .. }) = (&result, &req) {
             // The initial event, right after the reply.
             let w = self.conns[i].watches.last().expect("just added");
@@ -365,6 +411,7 @@ impl XenStored {
                 Ok(Reply::Ok)
             }
             Request::GetDomainPath(d) => Ok(Reply::Path(format!("/local/domain/{d}"))),
+            Request::IsDomainIntroduced(_) if !who.privileged => Err(XsdError::Eacces),
             Request::IsDomainIntroduced(d) => {
                 Ok(Reply::Bool(self.conns.iter().any(|c| c.who.domid == d && c.dead.is_none())))
             }

@@ -46,22 +46,23 @@ fn watches_fire_once_at_once_then_on_changes_below() {
     a.pump(&mut s);
     assert!(a.events.is_empty(), "a watched node that never existed is not reported removed");
     // Absolute watches get absolute paths; duplicates are refused.
-    assert_eq!(a.call(&mut s, Request::Watch { path: p("/local/domain/5/x"), token: b"abs" }, 0), Owned::Ok);
+    assert_eq!(a.call(&mut s, Request::Watch { path: p("/local/domain/5/data/x"), token: b"abs" }, 0), Owned::Ok);
     assert_eq!(
-        a.call(&mut s, Request::Watch { path: p("/local/domain/5/x"), token: b"abs" }, 0),
+        a.call(&mut s, Request::Watch { path: p("/local/domain/5/data/x"), token: b"abs" }, 0),
         Owned::Err(XsdError::Eexist)
     );
     a.pump(&mut s);
-    assert_eq!(events(&mut a), [("/local/domain/5/x".into(), "abs".into())]);
-    assert_eq!(a.call(&mut s, Request::Write { path: p("x/y"), value: b"1" }, 0), Owned::Ok);
+    assert_eq!(events(&mut a), [("/local/domain/5/data/x".into(), "abs".into())]);
+    assert_eq!(a.call(&mut s, Request::Write { path: p("data/x/y"), value: b"1" }, 0), Owned::Ok);
+    assert!(a.events.is_empty(), "a request's own events follow its reply (as oxenstored sends them)");
     a.pump(&mut s);
-    assert_eq!(events(&mut a), [("/local/domain/5/x/y".into(), "abs".into())], "own writes fire too");
-    assert_eq!(a.call(&mut s, Request::Unwatch { path: p("/local/domain/5/x"), token: b"abs" }, 0), Owned::Ok);
+    assert_eq!(events(&mut a), [("/local/domain/5/data/x/y".into(), "abs".into())], "own writes fire too");
+    assert_eq!(a.call(&mut s, Request::Unwatch { path: p("/local/domain/5/data/x"), token: b"abs" }, 0), Owned::Ok);
     assert_eq!(
-        a.call(&mut s, Request::Unwatch { path: p("/local/domain/5/x"), token: b"abs" }, 0),
+        a.call(&mut s, Request::Unwatch { path: p("/local/domain/5/data/x"), token: b"abs" }, 0),
         Owned::Err(XsdError::Enoent)
     );
-    s.write("/local/domain/5/x/z", b"").unwrap();
+    s.write("/local/domain/5/data/x/z", b"").unwrap();
     a.pump(&mut s);
     assert!(a.events.is_empty(), "unwatched");
 }
@@ -73,26 +74,26 @@ fn watch_events_respect_read_permission() {
     b.pump(&mut s);
     b.events.clear();
     // dom5's home is private to dom5: dom6 learns nothing of changes there.
-    a.call(&mut s, Request::Write { path: p("secret"), value: b"1" }, 0);
+    a.call(&mut s, Request::Write { path: p("data/secret"), value: b"1" }, 0);
     b.pump(&mut s);
     assert!(b.events.is_empty());
-    assert_eq!(b.call(&mut s, Request::Read(p("/local/domain/5/secret")), 0), Owned::Err(XsdError::Eacces));
+    assert_eq!(b.call(&mut s, Request::Read(p("/local/domain/5/data/secret")), 0), Owned::Err(XsdError::Eacces));
     assert_eq!(
         b.call(&mut s, Request::Write { path: p("/local/domain/5/x"), value: b"" }, 0),
         Owned::Err(XsdError::Eacces)
     );
     // Granting read lets events through.
     let perms = Perms::new(b"n5\0r6\0").unwrap();
-    assert_eq!(a.call(&mut s, Request::SetPerms { path: p("secret"), perms }, 0), Owned::Ok);
-    assert_eq!(b.call(&mut s, Request::Read(p("/local/domain/5/secret")), 0), Owned::Value(b"1".to_vec()));
-    a.call(&mut s, Request::Write { path: p("secret"), value: b"2" }, 0);
+    assert_eq!(a.call(&mut s, Request::SetPerms { path: p("data/secret"), perms }, 0), Owned::Ok);
+    assert_eq!(b.call(&mut s, Request::Read(p("/local/domain/5/data/secret")), 0), Owned::Value(b"1".to_vec()));
+    a.call(&mut s, Request::Write { path: p("data/secret"), value: b"2" }, 0);
     b.pump(&mut s);
     assert_eq!(
         events(&mut b),
-        [("/local/domain/5/secret".into(), "spy".into())],
-        "only the write: before it dom6 could not read"
+        [("/local/domain/5/data/secret".into(), "spy".into()), ("/local/domain/5/data/secret".into(), "spy".into())],
+        "the permission change (readable under the new ones, as oxenstored decides) and the write"
     );
-    assert_eq!(a.call(&mut s, Request::GetPerms(p("secret")), 0), Owned::Perms(vec!["n5".into(), "r6".into()]));
+    assert_eq!(a.call(&mut s, Request::GetPerms(p("data/secret")), 0), Owned::Perms(vec!["n5".into(), "r6".into()]));
 }
 
 #[test]
@@ -135,21 +136,30 @@ fn transactions_isolate_commit_and_conflict() {
 #[test]
 fn tree_operations() {
     let (mut s, mut a, _) = setup();
-    assert_eq!(a.call(&mut s, Request::Write { path: p("a/b/c"), value: b"v" }, 0), Owned::Ok);
-    assert_eq!(a.call(&mut s, Request::Directory(p("a")), 0), Owned::Names(vec!["b".into()]));
-    assert_eq!(a.call(&mut s, Request::Read(p("a/b")), 0), Owned::Value(vec![]), "parents are created empty");
-    assert_eq!(a.call(&mut s, Request::Mkdir(p("a/d")), 0), Owned::Ok);
-    assert_eq!(a.call(&mut s, Request::Directory(p("a")), 0), Owned::Names(vec!["b".into(), "d".into()]));
-    assert_eq!(a.call(&mut s, Request::Rm(p("a/zz")), 0), Owned::Ok, "missing leaf");
-    assert_eq!(a.call(&mut s, Request::Rm(p("q/zz")), 0), Owned::Err(XsdError::Enoent), "missing parent");
-    assert_eq!(a.call(&mut s, Request::Rm(p("a")), 0), Owned::Ok);
-    assert_eq!(a.call(&mut s, Request::Read(p("a/b/c")), 0), Owned::Err(XsdError::Enoent));
+    assert_eq!(a.call(&mut s, Request::Write { path: p("data/a/b/c"), value: b"v" }, 0), Owned::Ok);
+    assert_eq!(a.call(&mut s, Request::Directory(p("data/a")), 0), Owned::Names(vec!["b".into()]));
+    assert_eq!(a.call(&mut s, Request::Read(p("data/a/b")), 0), Owned::Value(vec![]), "parents are created empty");
+    assert_eq!(a.call(&mut s, Request::Mkdir(p("data/a/d")), 0), Owned::Ok);
+    assert_eq!(a.call(&mut s, Request::Directory(p("data/a")), 0), Owned::Names(vec!["b".into(), "d".into()]));
+    assert_eq!(a.call(&mut s, Request::Rm(p("data/a/zz")), 0), Owned::Ok, "missing leaf");
+    assert_eq!(a.call(&mut s, Request::Rm(p("data/q/zz")), 0), Owned::Err(XsdError::Enoent), "missing parent");
+    assert_eq!(a.call(&mut s, Request::Rm(p("data/a")), 0), Owned::Ok);
+    assert_eq!(a.call(&mut s, Request::Read(p("data/a/b/c")), 0), Owned::Err(XsdError::Enoent));
     assert_eq!(a.call(&mut s, Request::Read(p("@releaseDomain")), 0), Owned::Err(XsdError::Einval));
     assert_eq!(a.call(&mut s, Request::Read(p("domid")), 0), Owned::Value(b"5".to_vec()));
+    // The home is laid out as libxl does: dom0's, with places for the guest.
+    assert_eq!(a.call(&mut s, Request::Write { path: p("mine"), value: b"" }, 0), Owned::Err(XsdError::Eacces));
+    assert_eq!(a.call(&mut s, Request::Write { path: p("domid"), value: b"1" }, 0), Owned::Err(XsdError::Eacces));
+    assert_eq!(a.call(&mut s, Request::Write { path: p("control/shutdown"), value: b"" }, 0), Owned::Ok);
+    assert_eq!(
+        a.call(&mut s, Request::GetPerms(p("/local/domain/5")), 0),
+        Owned::Perms(vec!["n0".into(), "r5".into()])
+    );
+    assert_eq!(a.call(&mut s, Request::IsDomainIntroduced(5), 0), Owned::Err(XsdError::Eacces), "dom0's question");
     assert_eq!(a.call(&mut s, Request::Release(3), 0), Owned::Err(XsdError::Eacces), "not for domUs");
     let big = vec![b'x'; 4000];
-    assert_eq!(a.call(&mut s, Request::Write { path: p("big"), value: &big }, 0), Owned::Ok);
-    assert_eq!(a.call(&mut s, Request::Read(p("big")), 0), Owned::Value(big), "larger than the ring, in pieces");
+    assert_eq!(a.call(&mut s, Request::Write { path: p("data/big"), value: &big }, 0), Owned::Ok);
+    assert_eq!(a.call(&mut s, Request::Read(p("data/big")), 0), Owned::Value(big), "larger than the ring, in pieces");
 }
 
 #[test]

@@ -89,6 +89,11 @@ pub struct Conn<L: Link> {
     pub gone: bool,
     /// While false, nothing is written down (setup and cleanup).
     pub recording: bool,
+    /// Child lists as the store sent them; otherwise sorted, since
+    /// oxenstored sorts them and cxenstored and the test store keep them
+    /// in creation order (see `known`): only the section about the order
+    /// itself looks at it.
+    pub raw_order: bool,
 }
 
 impl<L: Link> Conn<L> {
@@ -103,6 +108,7 @@ impl<L: Link> Conn<L> {
             timeout: Duration::from_secs(20),
             gone: false,
             recording: true,
+            raw_order: false,
         }
     }
 
@@ -253,8 +259,12 @@ impl<L: Link> Conn<L> {
             }
             Response::Directory(names) => {
                 line.push_str("NAMES");
-                for n in names.iter() {
-                    let _ = write!(line, " {}", show(n));
+                let mut shown: Vec<String> = names.iter().map(show).collect();
+                if !self.raw_order {
+                    shown.sort();
+                }
+                for n in shown {
+                    let _ = write!(line, " {n}");
                 }
                 Reply::Ok(names.as_bytes().to_vec())
             }

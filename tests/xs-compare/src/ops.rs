@@ -137,7 +137,12 @@ fn tree<A: Link, B: Link>(c: &mut Conn<A>, _t: &mut Conn<B>, v: &View) {
     let abs = format!("{}/data/xsc/a", v.home());
     c.read(0, &format!("{abs}/e"));
     c.dir(0, &abs);
-    // Children in the order they were made, or sorted?
+    c.rm(0, "data/xsc/a");
+    c.dir(0, "data/xsc");
+
+    // Elsewhere child lists are written down sorted; here as they came.
+    section(c, "tree: child order");
+    c.raw_order = true;
     for name in ["zeta", "alpha", "mid", "Beta", "10", "9"] {
         c.write(0, &format!("data/xsc/order/{name}"), b"");
     }
@@ -145,8 +150,7 @@ fn tree<A: Link, B: Link>(c: &mut Conn<A>, _t: &mut Conn<B>, v: &View) {
     c.rm(0, "data/xsc/order/alpha");
     c.write(0, "data/xsc/order/alpha", b"");
     c.dir(0, "data/xsc/order");
-    c.rm(0, "data/xsc/a");
-    c.dir(0, "data/xsc");
+    c.raw_order = false;
 }
 
 fn bad_input<A: Link, B: Link>(c: &mut Conn<A>, _t: &mut Conn<B>, v: &View) {
@@ -350,6 +354,25 @@ fn special_watches<A: Link, B: Link>(c: &mut Conn<A>, _t: &mut Conn<B>, v: &View
     c.unwatch("@introduceDomain", "intro");
 }
 
+/// Puts `data/xsc` back to `s` = `value` and nothing else (not written
+/// down, its events swallowed), so that each transaction section starts
+/// from the same state whatever the one before it did.
+fn tx_reset<A: Link, B: Link>(c: &mut Conn<A>, t: &mut Conn<B>, v: &View, value: &[u8]) {
+    let (was_c, was_t) = (c.recording, t.recording);
+    c.recording = false;
+    t.recording = false;
+    let dir = format!("{}/data/xsc", v.home());
+    if let Reply::Ok(names) = t.dir(0, &dir) {
+        for n in names.split(|b| *b == 0).filter(|n| !n.is_empty() && *n != b"s") {
+            t.rm(0, &format!("{dir}/{}", String::from_utf8_lossy(n)));
+        }
+    }
+    t.write(0, &format!("{dir}/s"), value);
+    c.sync();
+    c.recording = was_c;
+    t.recording = was_t;
+}
+
 fn transactions<A: Link, B: Link>(c: &mut Conn<A>, t: &mut Conn<B>, v: &View) {
     section(c, "transactions: isolation and commit");
     let s = format!("{}/data/xsc/s", v.home());
@@ -365,6 +388,7 @@ fn transactions<A: Link, B: Link>(c: &mut Conn<A>, t: &mut Conn<B>, v: &View) {
     c.read(0, "data/xsc/s");
 
     section(c, "transactions: conflict");
+    tx_reset(c, t, v, b"a");
     let tx = c.start();
     c.read(tx, "data/xsc/s");
     t.write(0, &s, b"b");
@@ -374,6 +398,7 @@ fn transactions<A: Link, B: Link>(c: &mut Conn<A>, t: &mut Conn<B>, v: &View) {
     c.read(0, "data/xsc/o");
 
     section(c, "transactions: the same value written meanwhile");
+    tx_reset(c, t, v, b"b");
     let tx = c.start();
     c.read(tx, "data/xsc/s");
     t.write(0, &s, b"b");
@@ -383,6 +408,7 @@ fn transactions<A: Link, B: Link>(c: &mut Conn<A>, t: &mut Conn<B>, v: &View) {
     c.read(0, "data/xsc/o");
 
     section(c, "transactions: read-only, changed meanwhile");
+    tx_reset(c, t, v, b"b");
     let tx = c.start();
     c.read(tx, "data/xsc/s");
     t.write(0, &s, b"c");
@@ -390,6 +416,7 @@ fn transactions<A: Link, B: Link>(c: &mut Conn<A>, t: &mut Conn<B>, v: &View) {
     c.end(tx, true);
 
     section(c, "transactions: unrelated change meanwhile");
+    tx_reset(c, t, v, b"b");
     let tx = c.start();
     c.read(tx, "data/xsc/s");
     t.write(0, &format!("{}/data/xsc/unrelated", v.home()), b"u");
@@ -399,6 +426,7 @@ fn transactions<A: Link, B: Link>(c: &mut Conn<A>, t: &mut Conn<B>, v: &View) {
     c.read(0, "data/xsc/o2");
 
     section(c, "transactions: a new sibling meanwhile");
+    tx_reset(c, t, v, b"b");
     let tx = c.start();
     c.dir(tx, "data/xsc");
     t.write(0, &format!("{}/data/xsc/sibling", v.home()), b"");
@@ -407,12 +435,15 @@ fn transactions<A: Link, B: Link>(c: &mut Conn<A>, t: &mut Conn<B>, v: &View) {
     c.end(tx, true);
 
     section(c, "transactions: abort");
+    tx_reset(c, t, v, b"b");
     let tx = c.start();
     c.write(tx, "data/xsc/s", b"z");
     c.end(tx, false);
     c.read(0, "data/xsc/s");
 
     section(c, "transactions: several kinds of change, events at commit");
+    tx_reset(c, t, v, b"b");
+    c.write(0, "data/xsc/o", b"x");
     let tx = c.start();
     c.mkdir(tx, "data/xsc/m");
     c.write(tx, "data/xsc/m/k", b"1");
@@ -426,6 +457,7 @@ fn transactions<A: Link, B: Link>(c: &mut Conn<A>, t: &mut Conn<B>, v: &View) {
     c.get_perms(0, "data/xsc/s");
 
     section(c, "transactions: errors");
+    tx_reset(c, t, v, b"b");
     c.read(999, "data/xsc/s");
     let tx = c.start();
     c.call(tx, moat_xen::xenstore::Request::TransactionStart);

@@ -81,3 +81,28 @@ fn dump_component() {
         println!("{l}");
     }
 }
+
+#[test]
+fn known_blocks_match_whole_lines_with_wildcards() {
+    use moat_xs_compare::known::{Known, glob};
+    assert!(glob("c< OK [tx #*]", "c< OK [tx #12]"));
+    assert!(glob("*", ""));
+    assert!(!glob("c< OK", "c< OK [tx #1]"), "whole lines only");
+    assert!(!glob("a*b", "a-c"));
+    let k = Known { id: "x", what: "ox-ops-*", section: "s", real: &["c< OK [tx #*]"], test: &["c< ERROR EAGAIN*"] };
+    let l = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    assert!(k.applies("ox-ops-dom0", "s") && !k.applies("ox-component", "s") && !k.applies("ox-ops-dom0", "t"));
+    assert!(k.matches(&l(&["c< OK [tx #4]", "more"]), &l(&["c< ERROR EAGAIN [tx #4]"])));
+    assert!(!k.matches(&l(&["c< OK [tx #4]"]), &l(&["c< ERROR EINVAL"])));
+    assert!(!k.matches(&l(&[]), &l(&["c< ERROR EAGAIN"])), "a block runs past the end");
+}
+
+#[test]
+fn events_of_one_change_compare_in_any_order_but_not_across_replies() {
+    let l = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    let real = l(&["# s", "c> WRITE x", "c< OK", "c! EVENT x b", "c! EVENT x a", "c> READ x"]);
+    let test = l(&["# s", "c> WRITE x", "c< OK", "c! EVENT x a", "c! EVENT x b", "c> READ x"]);
+    assert_eq!(compare("self", &real, &test)[0].diff, None);
+    let late = l(&["# s", "c> WRITE x", "c! EVENT x a", "c< OK", "c! EVENT x b", "c> READ x"]);
+    assert!(compare("self", &real, &late)[0].diff.is_some(), "an event before the reply is a difference");
+}

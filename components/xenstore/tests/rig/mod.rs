@@ -138,6 +138,16 @@ pub fn add_vif(store: &mut XenStored, fid: u16, devid: u32, mac: &str, ip: &str)
     let fe = format!("/local/domain/{fid}/device/vif/{devid}");
     let be = Rig::backend_dir(fid, devid);
     let (handle, fids) = (devid.to_string(), fid.to_string());
+    // As libxl does: each directory with its permissions first, then the
+    // keys, which inherit them.
+    store.mkdir(&fe).unwrap();
+    store
+        .set_perms(&fe, &[Perm { access: Access::None, domid: fid }, Perm { access: Access::Read, domid: DOMID }])
+        .unwrap();
+    store.mkdir(&be).unwrap();
+    store
+        .set_perms(&be, &[Perm { access: Access::None, domid: DOMID }, Perm { access: Access::Read, domid: fid }])
+        .unwrap();
     store
         .write_many(&[
             (&format!("{fe}/backend"), be.as_bytes()),
@@ -146,9 +156,6 @@ pub fn add_vif(store: &mut XenStored, fid: u16, devid: u32, mac: &str, ip: &str)
             (&format!("{fe}/mac"), mac.as_bytes()),
             (&format!("{fe}/state"), b"1"),
         ])
-        .unwrap();
-    store
-        .set_perms(&fe, &[Perm { access: Access::None, domid: fid }, Perm { access: Access::Read, domid: DOMID }])
         .unwrap();
     store
         .write_many(&[
@@ -162,9 +169,6 @@ pub fn add_vif(store: &mut XenStored, fid: u16, devid: u32, mac: &str, ip: &str)
             (&format!("{be}/script"), b"/etc/xen/scripts/vif-route-qubes"),
             (&format!("{be}/type"), b"vif"),
         ])
-        .unwrap();
-    store
-        .set_perms(&be, &[Perm { access: Access::None, domid: DOMID }, Perm { access: Access::Read, domid: fid }])
         .unwrap();
 }
 
