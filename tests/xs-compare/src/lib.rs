@@ -232,7 +232,8 @@ fn compare_lines(what: &str, section: &str, real: &[String], test: &[String]) ->
             j += 1;
             continue;
         }
-        if let Some(k) = rules.iter().find(|k| k.matches(&real[i..], &test[j..])) {
+        let before = if i == 0 { "" } else { real[i - 1].as_str() };
+        if let Some(k) = rules.iter().find(|k| k.matches(before, &real[i..], &test[j..])) {
             met.push(k.id);
             i += k.real.len();
             j += k.test.len();

@@ -6,7 +6,13 @@
 //! moat-xs-compare ops-domain --socket S --tty T --domid N --name NAME [--out DIR]
 //! moat-xs-compare component --socket S --tty T --domid N --name NAME [--out DIR]
 //! moat-xs-compare self [--out DIR]       # the test store against itself
+//! moat-xs-compare again ops-dom0|ops-domain|component --real FILE [--domid N --name NAME]
 //! ```
+//!
+//! `again` compares a real daemon's transcript saved by an earlier run
+//! (`xs-<daemon>-<mode>-real.txt` from the testbed's results) with a fresh
+//! test-store run, on the host: how the test store and the known
+//! differences are worked on without booting Xen each time.
 //!
 //! `--daemon ox|cx` names the daemon under test (oxenstored, the default,
 //! or cxenstored) in the check names (`xs-<daemon>-<mode>-<section>`) and
@@ -35,6 +41,8 @@ struct Args {
     spare_kernel: Option<PathBuf>,
     out: Option<PathBuf>,
     daemon: String,
+    real: Option<PathBuf>,
+    again: Option<String>,
 }
 
 fn args() -> Result<Args, String> {
@@ -49,7 +57,12 @@ fn args() -> Result<Args, String> {
         spare_kernel: None,
         out: None,
         daemon: "ox".into(),
+        real: None,
+        again: None,
     };
+    if a.mode == "again" {
+        a.again = Some(it.next().ok_or("again needs ops-dom0, ops-domain or component")?);
+    }
     while let Some(k) = it.next() {
         let v = it.next().ok_or(format!("{k} needs a value"))?;
         match k.as_str() {
@@ -60,6 +73,7 @@ fn args() -> Result<Args, String> {
             "--spare-kernel" => a.spare_kernel = Some(v.into()),
             "--out" => a.out = Some(v.into()),
             "--daemon" => a.daemon = v,
+            "--real" => a.real = Some(v.into()),
             _ => return Err(format!("unknown option {k}")),
         }
     }
@@ -126,6 +140,22 @@ fn run() -> Result<bool, String> {
             let domid = *need(&a.domid, "--domid")?;
             let real = moat_xs_compare::component_on(tty(&a)?, socket(&a)?, domid, 40, Duration::from_millis(800));
             (a.mode.as_str(), real, moat_xs_compare::component_on_test_store(domid, &a.name, 40))
+        }
+        "again" => {
+            let p = need(&a.real, "--real")?;
+            let text = std::fs::read_to_string(p).map_err(|e| format!("cannot read {}: {e}", p.display()))?;
+            let real: Vec<String> = text.lines().map(str::to_string).collect();
+            let mode = a.again.as_deref().unwrap_or_default();
+            let test = match mode {
+                "ops-dom0" => moat_xs_compare::ops_on_test_store(&Client::Dom0, true),
+                "ops-domain" => {
+                    let domid = *need(&a.domid, "--domid")?;
+                    moat_xs_compare::ops_on_test_store(&Client::Domain { domid, name: a.name.clone() }, false)
+                }
+                "component" => moat_xs_compare::component_on_test_store(*need(&a.domid, "--domid")?, &a.name, 40),
+                m => return Err(format!("unknown mode {m} to compare again")),
+            };
+            (mode, real, test)
         }
         "self" => {
             // The test store against itself, through the same machinery.

@@ -89,12 +89,23 @@ fn known_blocks_match_whole_lines_with_wildcards() {
     assert!(glob("*", ""));
     assert!(!glob("c< OK", "c< OK [tx #1]"), "whole lines only");
     assert!(!glob("a*b", "a-c"));
-    let k = Known { id: "x", what: "ox-ops-*", section: "s", real: &["c< OK [tx #*]"], test: &["c< ERROR EAGAIN*"] };
+    let k = Known {
+        id: "x",
+        what: "ox-ops-*",
+        section: "s",
+        after: "c> END*",
+        real: &["c< OK [tx #*]"],
+        test: &["c< ERROR EAGAIN*"],
+    };
     let l = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
     assert!(k.applies("ox-ops-dom0", "s") && !k.applies("ox-component", "s") && !k.applies("ox-ops-dom0", "t"));
-    assert!(k.matches(&l(&["c< OK [tx #4]", "more"]), &l(&["c< ERROR EAGAIN [tx #4]"])));
-    assert!(!k.matches(&l(&["c< OK [tx #4]"]), &l(&["c< ERROR EINVAL"])));
-    assert!(!k.matches(&l(&[]), &l(&["c< ERROR EAGAIN"])), "a block runs past the end");
+    assert!(k.matches("c> END [tx #4]", &l(&["c< OK [tx #4]", "more"]), &l(&["c< ERROR EAGAIN [tx #4]"])));
+    assert!(
+        !k.matches("c> READ x", &l(&["c< OK [tx #4]", "more"]), &l(&["c< ERROR EAGAIN [tx #4]"])),
+        "after another request"
+    );
+    assert!(!k.matches("c> END", &l(&["c< OK [tx #4]"]), &l(&["c< ERROR EINVAL"])));
+    assert!(!k.matches("c> END", &l(&[]), &l(&["c< ERROR EAGAIN"])), "a block runs past the end");
 }
 
 #[test]
