@@ -44,3 +44,33 @@ fn bad_arguments_are_an_error_not_a_pass() {
         assert!(!stdout.contains("TESTBED-CHECK ok"), "{args:?}: {stdout}");
     }
 }
+
+#[test]
+fn again_compares_a_saved_transcript_and_finds_a_changed_line() {
+    let dir = std::env::temp_dir().join(format!("xs-compare-again-{}", std::process::id()));
+    let st =
+        Command::new(env!("CARGO_BIN_EXE_moat-xs-compare")).args(["self", "--out"]).arg(&dir).output().expect("runs");
+    assert!(st.status.success());
+    let saved = dir.join("xs-ox-self-real.txt");
+    let run = |file: &std::path::Path| {
+        let out = Command::new(env!("CARGO_BIN_EXE_moat-xs-compare"))
+            .args(["again", "ops-dom0", "--real"])
+            .arg(file)
+            .output()
+            .expect("runs");
+        (out.status.code(), String::from_utf8_lossy(&out.stdout).into_owned())
+    };
+    let (code, out) = run(&saved);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("TESTBED-CHECK ok xs-ox-ops-dom0-perms"), "{out}");
+    // One reply changed: that section, and only that one, fails.
+    let text = std::fs::read_to_string(&saved).unwrap().replacen("c< VALUE Domain-0", "c< VALUE Domain-1", 1);
+    let changed = dir.join("changed.txt");
+    std::fs::write(&changed, text).unwrap();
+    let (code, out) = run(&changed);
+    assert_eq!(code, Some(1), "{out}");
+    let fails: Vec<&str> = out.lines().filter(|l| l.starts_with("TESTBED-CHECK fail")).collect();
+    assert_eq!(fails.len(), 1, "{out}");
+    assert!(fails[0].starts_with("TESTBED-CHECK fail xs-ox-ops-dom0-identity:") && fails[0].contains("Domain-1"));
+    let _ = std::fs::remove_dir_all(&dir);
+}
