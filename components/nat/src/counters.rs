@@ -93,8 +93,11 @@ counters! {
     DropNotDns => "drop.not_dns",
     /// Addressed to the firewall itself.
     DropToSelf => "drop.to_self",
-    /// Bigger than the uplink MTU without DF (would need fragmenting).
+    /// Bigger than the uplink MTU without DF (would need fragmenting); for a
+    /// super-packet, its segments are.
     DropTooBig => "drop.too_big",
+    /// A super-packet (segmentation offload) that is not whole TCP/IPv4.
+    DropBadGso => "drop.bad_gso",
     /// TTL expired on the way in (sender is outside; no error sent).
     DropTtlInbound => "drop.ttl_inbound",
     /// From the uplink, not addressed to the uplink address.

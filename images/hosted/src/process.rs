@@ -17,7 +17,7 @@ use crate::config::HostedConfig;
 use crate::kinds::Task;
 use crate::plan::{Plan, Role, Runs};
 use crate::sys;
-use crate::tap::Tap;
+use crate::tap::{Offload, Tap};
 use crate::worker::{self, Loop, Wakes};
 
 /// Exit status of a process whose component faulted.
@@ -52,9 +52,10 @@ pub fn child_main(plan: &Plan, i: usize, ctrl: RawFd, base_ns: u64, hosted: &Hos
 fn start_adapter(role: Role, b: &mut HostBinder<'_>, hosted: &HostedConfig) -> Result<Box<dyn Task>, String> {
     match role {
         Role::Clients => {
+            let offload = if hosted.offload.segmentation { Offload::Segmentation } else { Offload::Csum };
             let mut links: Vec<Box<dyn Frames>> = Vec::new();
             for c in &hosted.clients {
-                let tap = Tap::open(&c.tap, c.netns.as_deref(), true).map_err(|e| format!("client TAP: {e}"))?;
+                let tap = Tap::open(&c.tap, c.netns.as_deref(), offload).map_err(|e| format!("client TAP: {e}"))?;
                 links.push(Box::new(tap));
             }
             Clients::start(b, hosted.clients.clone(), links)
@@ -63,7 +64,8 @@ fn start_adapter(role: Role, b: &mut HostBinder<'_>, hosted: &HostedConfig) -> R
         }
         Role::Uplink => {
             let u = hosted.uplink.clone().ok_or("the hosted config has no [uplink]")?;
-            let tap = Tap::open(&u.tap, u.netns.as_deref(), false).map_err(|e| format!("uplink TAP: {e}"))?;
+            let offload = if hosted.offload.segmentation { Offload::Segmentation } else { Offload::None };
+            let tap = Tap::open(&u.tap, u.netns.as_deref(), offload).map_err(|e| format!("uplink TAP: {e}"))?;
             Uplink::start(b, u, Box::new(tap)).map(|c| Box::new(c) as Box<dyn Task>).map_err(|f| worker::describe(&f))
         }
         Role::Control => Err("the control role is played by the supervisor".into()),

@@ -79,7 +79,7 @@ impl Graph {
     /// Starts every process of `system` (Xen drivers substituted as the
     /// hosted config says) and waits until each is running.
     pub fn start(system: &System, hosted: &HostedConfig) -> Result<Graph, String> {
-        let plan = plan::plan(system, &hosted.substitute).map_err(|e| e.to_string())?;
+        let plan = plan::plan(system, &hosted.substitute, hosted.offload.segmentation).map_err(|e| e.to_string())?;
         let base_ns = sys::monotonic_ns();
         let mut graph = Graph { plan, children: Vec::new(), base_ns, taken: Vec::new() };
         for i in 0..graph.plan.procs.len() {

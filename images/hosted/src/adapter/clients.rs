@@ -16,7 +16,7 @@ use std::net::Ipv4Addr;
 
 use moat_component::{Binder, Context, Fault, PacketDesc, PortDecl, Status};
 use moat_net::ethernet::arp_op;
-use moat_net::meta::{HEADROOM, Iface, Meta, Verdict, flags};
+use moat_net::meta::{Gso, HEADROOM, Iface, Meta, Verdict, flags};
 
 use super::Edge;
 use super::link::{self, Frames, Kind};
@@ -75,6 +75,13 @@ impl Clients {
                     return Ok(());
                 }
             };
+            if n > buf.len() - link::FRAME_AT {
+                // The kernel cut it to the buffer: a super-packet longer
+                // than a buffer holds.
+                self.edge.unused(&d);
+                self.edge.count("drop.too_big");
+                continue;
+            }
             let kind = link::classify(buf, n);
             let vnet = link::Vnet::parse(&buf[link::FRAME_AT..]).unwrap_or_default();
             let c = &self.clients[i];
@@ -116,6 +123,8 @@ impl Clients {
                         len: len as u32,
                         meta: 0,
                     };
+                    // classify refused every segmentation the TAP never offers.
+                    Gso::store(vnet.gso().ok().flatten(), &mut out);
                     Meta { iface: Iface::client(i as u8).expect("checked at start"), verdict: Verdict::None }
                         .store(&mut out);
                     self.counts[i].rx += 1;
@@ -143,14 +152,9 @@ impl Task for Clients {
             if tagged.is_some_and(|t| usize::from(t) != slot) {
                 return Err("drop.to_client_mismatch");
             }
-            link::send_ipv4(
-                &mut *links[slot],
-                clients[slot].mac,
-                CLIENT_GATEWAY_MAC,
-                packet,
-                d.flags & flags::CSUM_OK != 0,
-            )
-            .map_err(|_| "error.tap_write")?;
+            let gso = Gso::of(d).map_err(|_| "drop.bad_meta")?;
+            let csum_ok = d.flags & flags::CSUM_OK != 0;
+            link::send_ipv4(&mut *links[slot], clients[slot].mac, CLIENT_GATEWAY_MAC, packet, csum_ok, gso)?;
             counts[slot].tx += 1;
             Ok(())
         })?;

@@ -16,7 +16,7 @@ use std::net::Ipv4Addr;
 
 use moat_component::{Binder, Context, Duration, Fault, Instant, PacketDesc, PortDecl, Status};
 use moat_net::ethernet::{Mac, arp_op};
-use moat_net::meta::{HEADROOM, Iface, Meta, Verdict, flags};
+use moat_net::meta::{Gso, HEADROOM, Iface, Meta, Verdict, flags};
 
 use super::Edge;
 use super::link::{self, Frames, Kind};
@@ -81,6 +81,13 @@ impl Uplink {
                     return Ok(());
                 }
             };
+            if n > buf.len() - link::FRAME_AT {
+                // The kernel cut it to the buffer: a super-packet longer
+                // than a buffer holds.
+                self.edge.unused(&d);
+                self.edge.count("drop.too_big");
+                continue;
+            }
             let kind = link::classify(buf, n);
             let vnet = link::Vnet::parse(&buf[link::FRAME_AT..]).unwrap_or_default();
             let verdict = match kind {
@@ -108,6 +115,8 @@ impl Uplink {
                         len: len as u32,
                         meta: 0,
                     };
+                    // classify refused every segmentation the TAP never offers.
+                    Gso::store(vnet.gso().ok().flatten(), &mut out);
                     Meta { iface: Iface::UPLINK, verdict: Verdict::None }.store(&mut out);
                     self.edge.send(&out)?;
                 }
@@ -140,8 +149,8 @@ impl Task for Uplink {
         let Uplink { edge, config, link, gateway_mac, .. } = self;
         edge.drain(cx, |d, packet| {
             let mac = gateway_mac.ok_or("drop.gateway_unknown")?;
-            link::send_ipv4(&mut **link, mac, config.mac, packet, d.flags & flags::CSUM_OK != 0)
-                .map_err(|_| "error.tap_write")
+            let gso = Gso::of(d).map_err(|_| "drop.bad_meta")?;
+            link::send_ipv4(&mut **link, mac, config.mac, packet, d.flags & flags::CSUM_OK != 0, gso)
         })?;
         cx.wake_at(if self.gateway_mac.is_some() {
             self.next_arp
