@@ -282,7 +282,8 @@ fn relay(
     path.output.flush(cx);
     path.input_free.flush(cx);
     path.input.finish(cx)?;
-    path.output_free.finish(cx)
+    // Returns wait for a batch: they need not wake csum one at a time.
+    path.output_free.finish_returns(cx)
 }
 
 fn decide(

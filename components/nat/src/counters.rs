@@ -33,6 +33,9 @@ counters! {
     EvictedOther => "conn.evicted.other",
     /// Established/assured connections evicted for room (idle long enough).
     EvictedEstablished => "conn.evicted.established",
+    /// A client's closed connection removed to make room for a new one of
+    /// the same client, at its `max_per_client` limit.
+    EvictedClientLimit => "conn.evicted.client_limit",
     /// Connections removed because their client went away.
     RemovedClientDown => "conn.removed.client_down",
     /// Connections removed because the rules no longer allow them.

@@ -77,6 +77,9 @@ struct Settings {
 
 /// Entries looked at per call when removing a departed client's connections.
 const SWEEP: u32 = 4096;
+/// Closed entries looked at, per closed state, for one of a client at its
+/// limit (see [`Table::closed_of`]).
+const RECYCLE_SCAN: u32 = 64;
 /// Linux's `icmp_msgs_burst`.
 const ICMP_TOTAL_BURST: u32 = 50;
 const NS: u64 = 1_000_000_000;
@@ -539,8 +542,13 @@ impl<'a> Engine<'a> {
 
     /// A new connection for `key` from client `slot`.
     fn create(&mut self, key: OutKey, slot: u8, dns: Option<usize>, now: u64) -> Result<u32, C> {
-        if self.clients.get(slot).is_none_or(|s| s.conns >= self.s.max_per_client) {
-            return Err(C::RefusedClientLimit);
+        let client = self.clients.get(slot).ok_or(C::RefusedClientLimit)?;
+        if client.conns >= self.s.max_per_client {
+            // At its limit, a client may reuse its own finished connections
+            // (a busy client's TIME_WAITs would otherwise lock it out for
+            // two minutes), never another's.
+            let old = self.table.closed_of(slot, RECYCLE_SCAN).ok_or(C::RefusedClientLimit)?;
+            self.remove(old, C::EvictedClientLimit);
         }
         if self.table.live() as usize >= self.table.capacity() {
             match self.table.first_expired(now) {

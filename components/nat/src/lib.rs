@@ -36,6 +36,9 @@
 //!   ([`config::Sizes`], [`config::BYTES_PER_CONNECTION`]): the
 //!   [`table`] with per-state age lists for exact, amortised expiry and
 //!   tiered eviction, and the [`ports`] allocator. Nothing is ever flushed.
+//!   A client at `max_per_client` makes room by reusing its own oldest
+//!   closed (CLOSE, TIME_WAIT) connection, never another client's
+//!   (`conn.evicted.client_limit`).
 //! * **Re-checks** ([`recheck`]): when a client's rules change, the rules
 //!   say so (`RulesToNat::Changed`); the NAT names that client's
 //!   connections back to them in small batches (`NatToRules::Check`) and
@@ -223,8 +226,9 @@ impl Component for Nat {
         p.to_rules_ctl.flush(cx);
         p.from_rules.finish(cx)?;
         p.from_csum.finish(cx)?;
-        p.to_uplink_free.finish(cx)?;
-        p.to_clients_free.finish(cx)
+        // Returns wait for a batch: they need not wake the NAT one at a time.
+        p.to_uplink_free.finish_returns(cx)?;
+        p.to_clients_free.finish_returns(cx)
     }
 
     fn status(&self, out: &mut dyn Status) {

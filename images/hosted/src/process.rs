@@ -26,10 +26,22 @@ pub const EXIT_FAULT: i32 = 70;
 pub const EXIT_PANIC: i32 = 71;
 
 /// The body of forked child `i`. Never returns.
-pub fn child_main(plan: &Plan, i: usize, ctrl: RawFd, base_ns: u64, hosted: &HostedConfig) -> ! {
+pub fn child_main(
+    plan: &Plan,
+    i: usize,
+    ctrl: RawFd,
+    base_ns: u64,
+    hosted: &HostedConfig,
+    cpus: Option<&[usize]>,
+) -> ! {
     sys::die_with_parent();
     sys::unblock_all_signals();
-    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| body(plan, i, ctrl, base_ns, hosted)));
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        if let Some(cpus) = cpus {
+            sys::set_cpus(cpus).map_err(|e| format!("cannot run on CPUs {cpus:?}: {e}"))?;
+        }
+        body(plan, i, ctrl, base_ns, hosted)
+    }));
     let (code, msg) = match r {
         Ok(Ok(())) => (0, None),
         Ok(Err(msg)) => (EXIT_FAULT, Some(msg)),

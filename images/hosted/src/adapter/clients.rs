@@ -14,7 +14,7 @@
 
 use std::net::Ipv4Addr;
 
-use moat_component::{Binder, Context, Fault, PacketDesc, PortDecl, Status};
+use moat_component::{Binder, Channel, Context, Fault, PacketDesc, PortDecl, Status};
 use moat_net::ethernet::arp_op;
 use moat_net::meta::{Gso, HEADROOM, Iface, Meta, Verdict, flags};
 
@@ -42,6 +42,9 @@ pub struct Clients {
     links: Vec<Box<dyn Frames>>,
     counts: Vec<Counts>,
     first: usize,
+    /// Per client: its TAP said "no more" (`EAGAIN`) at the last read, so
+    /// it is read again only when epoll says it is readable.
+    drained: Vec<bool>,
 }
 
 impl Clients {
@@ -52,7 +55,8 @@ impl Clients {
         }
         let edge = Edge::bind(b, "client_buffers", "uplink_buffers")?;
         let counts = vec![Counts::default(); clients.len()];
-        Ok(Clients { edge, clients, links, counts, first: 0 })
+        let drained = vec![false; clients.len()];
+        Ok(Clients { edge, clients, links, counts, first: 0, drained })
     }
 
     fn slot_of(&self, ip: Ipv4Addr) -> Option<usize> {
@@ -67,6 +71,7 @@ impl Clients {
                 Ok(Some(n)) => n,
                 Ok(None) => {
                     self.edge.unused(&d);
+                    self.drained[i] = true;
                     return Ok(());
                 }
                 Err(_) => {
@@ -159,9 +164,15 @@ impl Task for Clients {
             Ok(())
         })?;
         // Take turns at being first, so no client always gets the buffers.
+        // A TAP is read when epoll saw it readable or when the last read
+        // stopped before it was empty: not once per call and client.
         let n = self.clients.len();
         for k in 0..n {
             let i = (self.first + k) % n;
+            if self.drained[i] && !Channel::new(63 - i as u8).is_some_and(|ch| cx.signals().contains(ch)) {
+                continue;
+            }
+            self.drained[i] = false;
             self.receive(i, cx)?;
             if self.edge.blocked {
                 break;

@@ -175,7 +175,12 @@ impl Edge {
     pub fn finish(&mut self, cx: &mut Context) -> Result<(), Fault> {
         self.to_csum.flush(cx);
         self.from_nat_free.flush(cx);
-        self.to_csum_free.finish(cx)?;
+        // Returns are wanted one by one only when out of buffers.
+        if self.blocked {
+            self.to_csum_free.finish(cx)?;
+        } else {
+            self.to_csum_free.finish_returns(cx)?;
+        }
         self.from_nat.finish(cx)
     }
 

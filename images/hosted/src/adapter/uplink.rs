@@ -14,7 +14,7 @@
 
 use std::net::Ipv4Addr;
 
-use moat_component::{Binder, Context, Duration, Fault, Instant, PacketDesc, PortDecl, Status};
+use moat_component::{Binder, Channel, Context, Duration, Fault, Instant, PacketDesc, PortDecl, Status};
 use moat_net::ethernet::{Mac, arp_op};
 use moat_net::meta::{Gso, HEADROOM, Iface, Meta, Verdict, flags};
 
@@ -40,13 +40,24 @@ pub struct Uplink {
     next_arp: Instant,
     arp_sent: u64,
     arp_answered: u64,
+    /// The TAP said "no more" at the last read (see the clients adapter).
+    drained: bool,
 }
 
 impl Uplink {
     /// Binds netfront's ports; `link` carries the uplink's frames.
     pub fn start<B: Binder>(b: &mut B, config: Config, link: Box<dyn Frames>) -> Result<Uplink, Fault> {
         let edge = Edge::bind(b, "uplink_buffers", "client_buffers")?;
-        Ok(Uplink { edge, config, link, gateway_mac: None, next_arp: Instant::ZERO, arp_sent: 0, arp_answered: 0 })
+        Ok(Uplink {
+            edge,
+            config,
+            link,
+            gateway_mac: None,
+            next_arp: Instant::ZERO,
+            arp_sent: 0,
+            arp_answered: 0,
+            drained: false,
+        })
     }
 
     /// The gateway's MAC, once learnt.
@@ -73,6 +84,7 @@ impl Uplink {
                 Ok(Some(n)) => n,
                 Ok(None) => {
                     self.edge.unused(&d);
+                    self.drained = true;
                     return Ok(());
                 }
                 Err(_) => {
@@ -144,8 +156,12 @@ impl Task for Uplink {
         }
         self.edge.reclaim_returns(cx)?;
         // Receive first: an ARP answer from the gateway in this batch lets
-        // this call's outbound packets go.
-        self.receive(cx)?;
+        // this call's outbound packets go. The TAP is read when epoll saw it
+        // readable or the last read stopped before it was empty.
+        if !self.drained || Channel::new(63).is_some_and(|ch| cx.signals().contains(ch)) {
+            self.drained = false;
+            self.receive(cx)?;
+        }
         let Uplink { edge, config, link, gateway_mac, .. } = self;
         edge.drain(cx, |d, packet| {
             let mac = gateway_mac.ok_or("drop.gateway_unknown")?;
