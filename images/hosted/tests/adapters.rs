@@ -288,5 +288,6 @@ fn super_packets_come_in_with_their_segmentation_and_leave_as_tso() {
     complete(&mut eth, &Vnet { csum_start: v.csum_start, ..v });
     assert_eq!(&eth[14..], &down[..]);
     assert_eq!(status(&a, "drop.gso_unverified"), 1);
+    assert_eq!((status(&a, "gso.in"), status(&a, "gso.out")), (1, 1));
     assert_eq!(status(&a, "drop.bad_gso"), 1);
 }
