@@ -207,7 +207,7 @@ impl Component for Csum {
             &mut self.client_custody,
             &mut self.clients,
             cx,
-            false,
+            offload,
         )?;
         relay(
             Side::Uplink,
