@@ -60,7 +60,7 @@ pub fn selftest_plan() -> moat_runtime::plan::Plan {
     p.component_of::<Reflector>("uplink", 10, 64, &reflector).expect("uplink");
     p.component_of::<Clients>("clients", 200, 8, &ClientsConfig { slot: 0, ipv4: CLIENT }).expect("clients");
     // The components under test, as system.toml configures them.
-    p.component_of::<moat_csum::Csum>("csum", 100, 64, &moat_csum::CsumConfig {}).expect("csum");
+    p.component_of::<moat_csum::Csum>("csum", 100, 64, &moat_csum::CsumConfig::default()).expect("csum");
     p.component_of::<moat_rules::Rules>("rules", 100, 64, &rules).expect("rules");
     p.component_of::<moat_nat::Nat>("nat", 100, 64, &nat).expect("nat");
 
