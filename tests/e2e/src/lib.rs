@@ -201,18 +201,21 @@ impl Moat {
         moat
     }
 
-    /// Fresh status: signals moat and waits for the JSON file to change.
+    /// Fresh status: signals moat and waits for a report newer than the one
+    /// on disk. Reports are told apart by their `time_s` (moat's monotonic
+    /// clock), not by the file's mtime: two reports a millisecond apart can
+    /// share a coarse file timestamp. moat reports only on a signal here (no
+    /// `--interval`), so a newer report is the one this call asked for.
     pub fn status(&mut self) -> serde_json::Value {
-        let before = std::fs::metadata(&self.status_file).and_then(|m| m.modified()).ok();
+        let read = |path: &std::path::Path| -> Option<serde_json::Value> {
+            serde_json::from_str(&std::fs::read_to_string(path).ok()?).ok()
+        };
+        let before = read(&self.status_file).map(|v| v["time_s"].clone());
         // SAFETY: kill on our own child's pid.
         unsafe { libc::kill(self.child.id() as i32, libc::SIGUSR1) };
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
-            let now = std::fs::metadata(&self.status_file).and_then(|m| m.modified()).ok();
-            if now.is_some()
-                && now != before
-                && let Ok(Ok(v)) = std::fs::read_to_string(&self.status_file).map(|t| serde_json::from_str(&t))
-            {
+            if let Some(v) = read(&self.status_file).filter(|v| Some(&v["time_s"]) != before.as_ref()) {
                 return v;
             }
             assert!(Instant::now() < deadline, "no status from moat");
