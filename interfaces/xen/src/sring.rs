@@ -183,6 +183,17 @@ impl BackRing {
         fence(Ordering::SeqCst);
         Ok(self.pending()? > 0)
     }
+
+    /// Asks to be notified when the frontend publishes past what it has
+    /// published now (the rest of a packet whose first slots are there);
+    /// true if it published more meanwhile.
+    pub fn wait_for_more(&mut self) -> Result<bool, Broken> {
+        let before = self.pending()?;
+        let prod = self.req_cons.wrapping_add(before);
+        self.ring.word(REQ_EVENT).store(prod.wrapping_add(1), Ordering::Release);
+        fence(Ordering::SeqCst);
+        Ok(self.pending()? != before)
+    }
 }
 
 /// The frontend's end: produces requests, consumes responses.
