@@ -110,6 +110,11 @@ impl Netback {
                 self.plan_rx(p, slot)?;
             }
         }
+        // Packets answered without a copy (malformed ones) still come back
+        // with a batch, so they are answered in order with the rest.
+        if p.xen.staged() == 0 && !(self.tx_inflight.is_empty() && self.rx_inflight.is_empty()) {
+            let _ = p.xen.push(Op::ZERO.tagged(tag::make(0, MAX_VIFS, 0)));
+        }
         Ok(())
     }
 
@@ -298,7 +303,8 @@ impl Netback {
                 let v = &mut self.vifs[slot];
                 v.rxq_head = ((usize::from(v.rxq_head) + 1) % q) as u16;
                 v.rxq_len -= 1;
-                let pool = if d.pool == p.client_buffers.geometry().id() { &p.client_buffers } else { &p.uplink_buffers };
+                let pool =
+                    if d.pool == p.client_buffers.geometry().id() { &p.client_buffers } else { &p.uplink_buffers };
                 let template = match pool.packet(&d).ok().and_then(|b| b.first()).map(|b| b >> 4) {
                     Some(4) => TEMPLATE_V4,
                     Some(6) => TEMPLATE_V6,
@@ -328,7 +334,7 @@ impl Netback {
             let Some(op) = p.xen.result(i) else { continue };
             let (kind, slot, index) = tag::split(op.tag);
             if slot >= MAX_VIFS {
-                continue;
+                continue; // the carrier of a batch with no other ops
             }
             if matches!(op.status, status::DENIED | status::INVALID | status::NO_SPACE) {
                 self.counts.ops_refused += 1;
@@ -461,7 +467,14 @@ impl Netback {
     }
 
     /// A frame copied out of a client: pass it on, answer it, or drop it.
-    fn deliver(&mut self, p: &mut NetbackPorts, slot: usize, d: PacketDesc, total: u16, txflags: u16) -> Result<(), Fault> {
+    fn deliver(
+        &mut self,
+        p: &mut NetbackPorts,
+        slot: usize,
+        d: PacketDesc,
+        total: u16,
+        txflags: u16,
+    ) -> Result<(), Fault> {
         let client = self.vifs[slot].info.as_ref().map_or([0; 4], |i| i.ipv4);
         let frame_desc = PacketDesc { offset: d.offset + FRAME_AT, len: u32::from(total), ..d };
         let frame = p.client_buffers.packet(&frame_desc).map_err(|_| Fault::Internal("frame outside its buffer"))?;
@@ -484,7 +497,8 @@ impl Netback {
                 let v = &self.vifs[slot];
                 // Replies waiting sit from the head on; the first empty slot
                 // after them is the tail.
-                let tail = (0..ARP_SLOTS).map(|j| (usize::from(v.arp_head) + j) % ARP_SLOTS).find(|&j| v.arp_len[j] == 0);
+                let tail =
+                    (0..ARP_SLOTS).map(|j| (usize::from(v.arp_head) + j) % ARP_SLOTS).find(|&j| v.arp_len[j] == 0);
                 match (link::arp_reply(frame, client, &mut reply), tail) {
                     (Some(()), Some(k)) => {
                         if let Some(page) = p.xen.local_page(slot as u32) {

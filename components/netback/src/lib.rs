@@ -388,9 +388,10 @@ impl Netback {
                     }
                 }
                 NetbackCtl::VifDown { slot, frontend_id, devid } => {
-                    let matches = self.vifs.get_mut(usize::from(slot)).filter(|v| {
-                        v.info.as_ref().is_some_and(|i| i.frontend_id == frontend_id && i.devid == devid)
-                    });
+                    let matches = self
+                        .vifs
+                        .get_mut(usize::from(slot))
+                        .filter(|v| v.info.as_ref().is_some_and(|i| i.frontend_id == frontend_id && i.devid == devid));
                     match matches {
                         Some(v) => {
                             v.next_up = None;

@@ -61,8 +61,7 @@ pub fn arp_reply(frame: &[u8], client: [u8; 4], out: &mut [u8; MIN_FRAME]) -> Op
     }
     let arp = Arp::parse(eth.payload()).ok()?;
     let target = arp.target_ip();
-    if arp.oper() != arp_op::REQUEST || arp.sender_ip() != Ipv4Addr::from(client) || target == Ipv4Addr::from(client)
-    {
+    if arp.oper() != arp_op::REQUEST || arp.sender_ip() != Ipv4Addr::from(client) || target == Ipv4Addr::from(client) {
         return None;
     }
     let asker = arp.packet().sha;

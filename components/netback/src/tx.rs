@@ -21,7 +21,9 @@
 //! ignored.
 
 use moat_xen::PAGE_SIZE;
-use moat_xen::netif::{NetifExtraInfo, NetifTxRequest, XEN_NETIF_EXTRA_FLAG_MORE, XEN_NETIF_NR_SLOTS_MIN, extra_type, txf};
+use moat_xen::netif::{
+    NetifExtraInfo, NetifTxRequest, XEN_NETIF_EXTRA_FLAG_MORE, XEN_NETIF_NR_SLOTS_MIN, extra_type, txf,
+};
 use zerocopy::FromBytes;
 
 /// Data slots a packet may span (`XEN_NETIF_NR_SLOTS_MIN`).

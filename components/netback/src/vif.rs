@@ -297,7 +297,10 @@ impl Vif {
                 self.xs |= need::READ_KEYS;
             }
             (Phase::InitWait | Phase::Announcing, Some(S::Closing | S::Closed)) => self.teardown(CloseKind::Normal),
-            (Phase::ReadingKeys | Phase::Connecting | Phase::Publishing | Phase::Connected, Some(S::Closing | S::Closed))
+            (
+                Phase::ReadingKeys | Phase::Connecting | Phase::Publishing | Phase::Connected,
+                Some(S::Closing | S::Closed),
+            )
             | (Phase::ReadingKeys | Phase::Connecting | Phase::Publishing | Phase::Connected, None) => {
                 self.teardown(CloseKind::Normal)
             }
@@ -458,12 +461,10 @@ pub fn parse_keys(reads: &[Option<XsValue>]) -> Result<Keys, BadKeys> {
 pub fn on_reply(v: &mut Vif, kind: u8, reply: &XsReply) -> Result<(), BadKeys> {
     let failed = matches!(reply, XsReply::Failed { .. });
     match kind {
-        req::ANNOUNCE => {
-            if !failed && v.phase == Phase::Announcing {
-                v.phase = Phase::InitWait;
-                // The frontend may have been waiting already.
-                v.xs |= need::READ_STATE;
-            }
+        req::ANNOUNCE if !failed && v.phase == Phase::Announcing => {
+            v.phase = Phase::InitWait;
+            // The frontend may have been waiting already.
+            v.xs |= need::READ_STATE;
         }
         req::WATCH => v.watching = !failed,
         req::READ_STATE => {
@@ -499,22 +500,17 @@ pub fn on_reply(v: &mut Vif, kind: u8, reply: &XsReply) -> Result<(), BadKeys> {
                 }
             }
         }
-        req::WRITE_STATE => {
-            if v.phase == Phase::Publishing && !failed {
-                v.phase = Phase::Connected;
-                v.tx_kick = true;
-                v.rx_kick = true;
-            }
+        req::WRITE_STATE if v.phase == Phase::Publishing && !failed => {
+            v.phase = Phase::Connected;
+            v.tx_kick = true;
+            v.rx_kick = true;
         }
-        req::CHECK_DIR => {
-            if v.phase == Phase::Removing {
-                let exists = matches!(reply, XsReply::Value { .. });
-                if exists {
-                    v.state_out = XenbusState::Closed;
-                    v.xs |= need::WRITE_STATE;
-                }
-                v.xs |= need::REMOVE | if v.watching { need::UNWATCH } else { 0 };
+        req::CHECK_DIR if v.phase == Phase::Removing => {
+            if matches!(reply, XsReply::Value { .. }) {
+                v.state_out = XenbusState::Closed;
+                v.xs |= need::WRITE_STATE;
             }
+            v.xs |= need::REMOVE | if v.watching { need::UNWATCH } else { 0 };
         }
         req::REMOVE => {}
         req::UNWATCH => v.watching = false,

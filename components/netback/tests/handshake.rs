@@ -96,4 +96,3 @@ fn vifs_come_and_go_without_leaking() {
     assert_eq!(b.status("held.buffers"), 0);
     assert_eq!(b.xs_status("watches"), 3);
 }
-

@@ -372,7 +372,7 @@ impl LinuxFront {
                 break;
             }
             while self.tx_cons != prod {
-                let raw = ring::read(&page, self.tx_cons, 4);
+                let raw = ring::read(&page, self.tx_cons, 12, 4);
                 let id = u16::from_le_bytes([raw[0], raw[1]]);
                 let st = i16::from_le_bytes([raw[2], raw[3]]);
                 self.tx_responses.push((id, st));
@@ -400,7 +400,7 @@ impl LinuxFront {
                 break;
             }
             while self.rx_cons != prod {
-                let raw = ring::read(&page, self.rx_cons, 8);
+                let raw = ring::read(&page, self.rx_cons, 8, 8);
                 let r = moat_xen::netif::NetifRxResponse::read_from_bytes(&raw).expect("8 bytes");
                 self.rx_cons = self.rx_cons.wrapping_add(1);
                 did = true;

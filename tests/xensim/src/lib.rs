@@ -560,17 +560,18 @@ pub mod ring {
         word(page, off).store(v, Ordering::SeqCst)
     }
 
-    /// Reads entry `idx` of `size` bytes in a ring of 256 entries.
-    pub fn read(page: &Region, idx: u32, size: usize) -> Vec<u8> {
-        let mut v = vec![0u8; size];
-        page.read_volatile(ENTRIES + (idx % 256) as usize * size, &mut v).expect("entry");
+    /// Reads `len` bytes of entry `idx` in a ring of 256 entries of
+    /// `stride` bytes (the request/response union).
+    pub fn read(page: &Region, idx: u32, stride: usize, len: usize) -> Vec<u8> {
+        let mut v = vec![0u8; len];
+        page.read_volatile(ENTRIES + (idx % 256) as usize * stride, &mut v).expect("entry");
         v
     }
 
     /// Writes entry `idx`.
-    pub fn write(page: &Region, idx: u32, size: usize, data: &[u8]) {
-        assert!(data.len() <= size);
-        page.write_volatile(ENTRIES + (idx % 256) as usize * size, data).expect("entry");
+    pub fn write(page: &Region, idx: u32, stride: usize, data: &[u8]) {
+        assert!(data.len() <= stride);
+        page.write_volatile(ENTRIES + (idx % 256) as usize * stride, data).expect("entry");
     }
 
     /// Did publishing `old..new` pass `event`?

@@ -9,9 +9,9 @@ use moat_net::meta::{HEADROOM, Iface, Meta, Verdict, flags};
 use moat_netback::{Netback, NetbackConfig};
 use moat_ring::{ByteConsumer, ByteProducer};
 use moat_runtime::harness::{Harness, Running};
-use moat_test_xenstored::XenStored;
 use moat_test_xensim::front::LinuxFront;
 use moat_test_xensim::{Mem, MoatHv, Xen};
+use moat_test_xenstored::XenStored;
 use moat_xen::ops::{Backend, Caps, Role, Service, Space};
 use moat_xen::xenstore::{Access, Perm};
 use moat_xenstore::{Xenstore, XenstoreConfig};
@@ -29,7 +29,7 @@ pub struct Bed {
     pub xs: Running<Xenstore>,
     pub nb: Running<Netback>,
     pub svc: Service,
-    xen_ch: Channel,
+    pub xen_ch: Channel,
     // xenstore component's other ends
     xs_to_netback: ByteConsumer,
     xs_from_netback: ByteProducer,
@@ -218,9 +218,7 @@ impl Bed {
     }
 
     pub fn backend_state(&self, fid: u16, devid: u32) -> Option<String> {
-        self.store
-            .read(&format!("{}/state", Self::backend_dir(fid, devid)))
-            .map(|v| String::from_utf8(v).unwrap())
+        self.store.read(&format!("{}/state", Self::backend_dir(fid, devid))).map(|v| String::from_utf8(v).unwrap())
     }
 
     /// Toolstack: `xl network-detach`: offline, Closing, then (once the
@@ -258,7 +256,7 @@ impl Bed {
 
     /// The NAT's part: sends an IP packet to client `slot` in an uplink
     /// buffer.
-    pub fn to_client(&mut self, slot: u8, packet: &[u8], csum_ok: bool) -> PacketDesc {
+    pub fn nat_sends(&mut self, slot: u8, packet: &[u8], csum_ok: bool) -> PacketDesc {
         let idx = self.next_uplink_buf % BUFS;
         self.next_uplink_buf += 1;
         let mut d = PacketDesc {
@@ -283,6 +281,13 @@ impl Bed {
         }
         let _ = self.from_nat_free.release();
         out
+    }
+
+    /// The client slot the xenstore component gave frontend `fid`.
+    pub fn slot_of(&self, fid: u16) -> u8 {
+        (0..64u8)
+            .find(|&s| self.nb.component.vif(s).and_then(|v| v.info.as_ref()).is_some_and(|i| i.frontend_id == fid))
+            .expect("a vif for that frontend")
     }
 
     pub fn front(&mut self, fid: u16) -> &mut LinuxFront {
