@@ -10,9 +10,11 @@
 #![deny(missing_docs)]
 
 pub mod clients;
+pub mod rules;
 pub mod runtime;
 pub mod xenstore;
 
 pub use clients::ClientEvent;
+pub use rules::{NatToRules, RulesControl, RulesToNat};
 pub use runtime::{RuntimeEvent, ShutdownReason};
 pub use xenstore::{NetbackCtl, NetfrontCtl, Uplink, Vif, XsError, XsOp, XsReply, XsRequest};

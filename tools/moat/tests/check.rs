@@ -263,6 +263,27 @@ fn policy_missing() {
 }
 
 #[test]
+fn policy_broken() {
+    expect_error(
+        "policy_broken",
+        r#"errors/policy_broken.toml:5:11: error: the policy does not compile:
+    errors/policies/broken.toml:3:35: [defaults], rule 0: field `dstports`: low port above high port
+  help: fix the policy files; `docs/policies.md` describes the format
+"#,
+    );
+}
+
+#[test]
+fn policy_none() {
+    expect_error(
+        "policy_none",
+        r#"errors/policy_none.toml:2:1: error: the rules component has no policy
+  help: list policy files in `[system] policy`, e.g. ["policies/qubes-default.toml"]
+"#,
+    );
+}
+
+#[test]
 fn pool_access_invalid() {
     expect_error(
         "pool_access_invalid",

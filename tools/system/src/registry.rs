@@ -27,6 +27,7 @@ pub static COMPONENTS: &[Entry] = &[
     Entry::of::<moat_csum::Csum>("components/csum"),
     Entry::of::<moat_xenstore::Xenstore>("components/xenstore"),
     Entry::of::<moat_nat::Nat>("components/nat"),
+    Entry::of::<moat_rules::Rules>("components/rules"),
 ];
 
 /// The entry whose crate is at `crate_path` (as written in `system.toml`).

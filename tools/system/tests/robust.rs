@@ -11,9 +11,12 @@ const FIREWALL: &str = include_str!("../../../system.toml");
 const ECHO: &str = include_str!("../../moat/tests/ok/echo.toml");
 
 const ECHO_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../moat/tests/ok");
+/// Where the repository's system.toml lives (its policy paths start there).
+const ROOT_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
 
 fn check(text: &str) -> Result<moat_system::System, moat_system::Report> {
-    moat_system::check_source(text, "t.toml", Path::new(ECHO_DIR))
+    let dir = if text.contains("sys-firewall") { ROOT_DIR } else { ECHO_DIR };
+    moat_system::check_source(text, "t.toml", Path::new(dir))
 }
 
 fn assert_sane(text: &str) {

@@ -9,6 +9,7 @@
 
 mod component;
 mod grants;
+mod policy;
 mod wiring;
 
 use std::collections::HashMap;
@@ -68,6 +69,8 @@ pub(crate) fn check(source: &str, base_dir: &Path) -> Result<System, Vec<Diagnos
         rings: wired.rings,
     };
     grants::derive(&mut system, |i| spans[i].clone(), &mut errs);
+    let policy_span = sys.policy.first().map_or_else(|| file.system.span(), |p| p.span());
+    policy::derive(&mut system, policy_span, &mut errs);
     check_memory(&system, &sys.memory, &mut errs);
     if errs.0.is_empty() { Ok(system) } else { Err(sorted(errs.0)) }
 }
