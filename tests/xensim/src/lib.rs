@@ -6,8 +6,8 @@
 //! [`MoatHv`], an implementation of `moat_xen::ops::Hypervisor` — the same
 //! trait the PVH image implements with hypercalls — so host tests run the
 //! runtime's real checking code ([`moat_xen::ops::Service`]) between the
-//! component and the simulated hypervisor. The peers ([`front::LinuxFront`])
-//! are written from the protocol (`io/ring.h`,
+//! component and the simulated hypervisor. The peers ([`front::LinuxFront`],
+//! [`back::LinuxBack`]) are written from the protocol (`io/ring.h`,
 //! `io/netif.h`) independently of moat's own ring code.
 //!
 //! What it models, and how it differs from Xen:
@@ -31,6 +31,7 @@
 //!   registered with [`Xen::add_space`], which returns the base address the
 //!   runtime's service uses; [`MoatHv`] turns addresses back into memory.
 
+pub mod back;
 pub mod front;
 
 use std::collections::HashMap;
