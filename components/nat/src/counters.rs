@@ -93,6 +93,13 @@ counters! {
     DropNotDns => "drop.not_dns",
     /// Addressed to the firewall itself.
     DropToSelf => "drop.to_self",
+    /// For the uplink (or an ICMP error from moat) before the uplink
+    /// address is known.
+    DropNoUplink => "drop.no_uplink",
+    /// Uplink address events applied.
+    UplinkEvents => "uplink.events",
+    /// Uplink address events refused (not a unicast address).
+    UplinkEventsBad => "uplink.events_bad",
     /// Bigger than the uplink MTU without DF (would need fragmenting).
     DropTooBig => "drop.too_big",
     /// TTL expired on the way in (sender is outside; no error sent).

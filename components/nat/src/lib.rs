@@ -5,6 +5,7 @@
 //!  rules.to_nat    -> from_rules  [nat] to_uplink  -> netfront.from_nat
 //!  csum.to_nat     -> from_csum   [nat] to_clients -> netback.from_nat
 //!  xenstore        -> clients     (ClientEvent: slot <-> address, up/down)
+//!  netfront        -> uplink      (UplinkEvent: the uplink address, learnt at run time)
 //! ```
 //!
 //! * **Out** (from the rules, verdict in `meta`): `Accept` is translated to
@@ -57,7 +58,7 @@ use moat_component::{
     BindError, Binder, Component, Context, Custody, Fault, MsgRx, MsgTx, PacketDesc, Pool, PortDecl, Ports, Rx, Status,
     Tx,
 };
-use moat_control::ClientEvent;
+use moat_control::{ClientEvent, UplinkEvent};
 use moat_net::meta::{Iface, Meta, Verdict, flags};
 
 pub use config::NatConfig;
@@ -77,6 +78,7 @@ pub struct NatPorts {
     to_clients: Tx<PacketDesc>,
     to_clients_free: Rx<PacketDesc>,
     clients: MsgRx,
+    uplink: MsgRx,
     from_rules_ctl: MsgRx,
     to_rules_ctl: MsgTx,
     client_buffers: Pool,
@@ -103,6 +105,7 @@ impl Ports for NatPorts {
         PortDecl::tx("to_clients", "PacketDesc"),
         PortDecl::rx("to_clients_free", "PacketDesc"),
         PortDecl::rx("clients", ClientEvent::NAME),
+        PortDecl::rx("uplink", UplinkEvent::NAME),
         PortDecl::rx("from_rules_ctl", "RulesToNat"),
         PortDecl::tx("to_rules_ctl", "NatToRules"),
         PortDecl::pool_rw("client_buffers"),
@@ -124,6 +127,7 @@ impl Ports for NatPorts {
             to_clients: b.tx("to_clients")?,
             to_clients_free: b.rx("to_clients_free")?,
             clients: b.msg_rx("clients", ClientEvent::NAME)?,
+            uplink: b.msg_rx("uplink", UplinkEvent::NAME)?,
             from_rules_ctl: b.msg_rx("from_rules_ctl", "RulesToNat")?,
             to_rules_ctl: b.msg_tx("to_rules_ctl", "NatToRules")?,
             client_buffers: b.pool("client_buffers")?,
@@ -213,6 +217,7 @@ impl Component for Nat {
         out.put("frag.trains", self.engine.trains() as u64);
         out.put("held.client_buffers", u64::from(self.client_custody.held()));
         out.put("held.uplink_buffers", u64::from(self.uplink_custody.held()));
+        out.put("uplink.known", u64::from(self.engine.uplink().is_some()));
     }
 
     fn state_bytes(config: &NatConfig, out: &mut dyn FnMut(&'static str, usize)) {
@@ -259,6 +264,15 @@ impl Nat {
         if self.engine.accepts_client_events() {
             p.clients.finish(cx)?;
         }
+        let mut buf = [0u8; 32];
+        for _ in 0..cx.budget() {
+            match p.uplink.recv::<UplinkEvent>(&mut buf)? {
+                None => break,
+                Some(Ok(e)) => self.engine.uplink_event(&e),
+                Some(Err(_)) => self.engine.count(C::ControlBad),
+            }
+        }
+        p.uplink.finish(cx)?;
         let mut buf = [0u8; 256];
         for _ in 0..cx.budget() {
             match p.from_rules_ctl.recv::<&[u8]>(&mut buf)? {
