@@ -1,13 +1,16 @@
-//! Arbitrary sequences of packets from both sides, time steps and clients
-//! coming and going, through a small NAT engine (64 connections, 128 ports,
-//! so eviction and exhaustion are reached): no panic, and every table
-//! invariant (`Engine::check`) holds after every step.
+//! Arbitrary sequences of packets from both sides, time steps, clients
+//! coming and going, and the re-check exchange with the rules (`Changed`,
+//! `Check` batches sent or not, answers plausible, stale, bogus or raw
+//! postcard frames) through a small NAT engine (64 connections, 128 ports,
+//! so eviction and exhaustion are reached): no panic, and every invariant
+//! (`Engine::check`, re-check marks included) holds after every step.
 #![no_main]
 
 use core::net::Ipv4Addr;
 
 use libfuzzer_sys::fuzz_target;
 use moat_control::ClientEvent;
+use moat_control::rules::{NatToRules, RulesToNat};
 use moat_nat::config::Sizes;
 use moat_nat::conn::Conn;
 use moat_nat::ports::Record;
@@ -111,8 +114,11 @@ fuzz_target!(|data: &[u8]| {
     let mut now = 0u64;
     let mut ports: Vec<u16> = vec![53, 80, 443];
     let mut buf = vec![0u8; 2048];
+    let mut epoch = 0u32;
+    // Batches sent (slot, number, flows), newest last, for plausible answers.
+    let mut sent: Vec<(u8, u32, usize)> = Vec::new();
     while let Some(op) = inp.byte() {
-        match op % 5 {
+        match op % 7 {
             0 | 1 => {
                 let slot = inp.byte().unwrap_or(0) % 4;
                 let verdict = [Verdict::Accept, Verdict::Accept, Verdict::Dns, Verdict::Reject, Verdict::Drop]
@@ -145,6 +151,56 @@ fuzz_target!(|data: &[u8]| {
             3 => {
                 now += u64::from(inp.byte().unwrap_or(0)) * 1_000_000_000 / 4;
                 e.tick(now, u32::from(inp.byte().unwrap_or(1)));
+            }
+            5 => {
+                // The rules speak.
+                let how = inp.byte().unwrap_or(0);
+                let msg = match how % 4 {
+                    0 => {
+                        epoch = epoch.wrapping_add(u32::from(how >> 6));
+                        let mut slots = [0u8; 32];
+                        slots[0] = inp.byte().unwrap_or(1);
+                        slots[31] = if how & 0x20 != 0 { 0xc0 } else { 0 };
+                        Some(RulesToNat::Changed { version: epoch, epoch, slots })
+                    }
+                    1 | 2 => {
+                        let pick = usize::from(inp.byte().unwrap_or(0));
+                        let (slot, batch, len) = match sent.len() {
+                            0 => (0, u32::from(how), 16),
+                            n => sent[n - 1 - pick % n],
+                        };
+                        let slot = if how & 0x80 != 0 { slot ^ 1 } else { slot };
+                        let e = epoch.wrapping_sub(u32::from(how >> 5 & 3));
+                        let mask = if len >= 16 { u16::MAX } else { (1u16 << len) - 1 };
+                        let denied = inp.word().unwrap_or(0) & if how & 0x40 != 0 { u16::MAX } else { mask };
+                        Some(RulesToNat::Denied { epoch: e, slot, batch, denied })
+                    }
+                    _ => {
+                        let n = usize::from(inp.byte().unwrap_or(0) % 48);
+                        postcard::from_bytes::<RulesToNat>(inp.bytes(n)).ok()
+                    }
+                };
+                match msg {
+                    Some(RulesToNat::Changed { version, epoch, slots }) => e.rules_changed(version, epoch, &slots),
+                    Some(RulesToNat::Denied { epoch, slot, batch, denied }) => {
+                        e.rules_denied(epoch, slot, batch, denied)
+                    }
+                    None => {}
+                }
+            }
+            6 => {
+                // The NAT's turn to ask; the ring has room or not.
+                let mut scan = u32::from(inp.byte().unwrap_or(0)) * 4;
+                if let Some(NatToRules::Check { slot, batch, flows }) = e.next_check(now, &mut scan)
+                    && op & 0x10 == 0
+                {
+                    assert!(!flows.is_empty() && usize::from(slot) < 4);
+                    e.check_sent(now);
+                    sent.push((slot, batch, flows.len()));
+                    if sent.len() > 8 {
+                        sent.remove(0);
+                    }
+                }
             }
             _ => {
                 let slot = inp.byte().unwrap_or(0) % 4;

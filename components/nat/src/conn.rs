@@ -86,6 +86,9 @@ pub mod flags {
     pub const DNS_SHIFT: u8 = 2;
     /// Mask of the DNS field.
     pub const DNS_MASK: u8 = 0b11 << DNS_SHIFT;
+    /// Bits 4–7: bit `CHECK_SHIFT + k` set while re-check batch `k` names
+    /// the connection ([`crate::recheck`]).
+    pub const CHECK_SHIFT: u8 = 4;
 }
 
 impl Conn {

@@ -134,6 +134,21 @@ counters! {
     ClientEventsBad => "control.client_events_bad",
     /// Control messages that did not decode.
     ControlBad => "control.bad_frames",
+    /// `Changed` messages from the rules (slots to re-check).
+    RecheckChanged => "recheck.changed",
+    /// `Check` batches sent to the rules.
+    RecheckBatches => "recheck.batches",
+    /// Connections named in those batches.
+    RecheckFlows => "recheck.flows",
+    /// Answers judged before a later change of the slot's rules: nothing
+    /// removed, the slot is checked again.
+    RecheckSuperseded => "recheck.superseded",
+    /// Batches never answered (timed out, or a later one answered first):
+    /// their slot is checked again.
+    RecheckLost => "recheck.lost",
+    /// Answers that break the exchange (no such batch waiting, another
+    /// slot, bits past the batch) and `Changed` bits for impossible slots.
+    RecheckBad => "recheck.bad",
     /// Descriptors refused (wrong pool, duplicate, out of range).
     BadDescriptors => "error.bad_descriptor",
     /// Buffers handed back that we did not lend.

@@ -23,6 +23,7 @@ use crate::conn::{Conn, Dir, State, Step, flags as cf, tcp_opens, tcp_step};
 use crate::counters::{C, Counters};
 use crate::frag::{FragError, Rewrite, TrainKey, Trains};
 use crate::ports::{Dest, PortMap, Record, Refused};
+use crate::recheck::Recheck;
 use crate::siphash::SipKey;
 use crate::table::{Full, InKey, OutKey, Table};
 
@@ -94,6 +95,7 @@ pub struct Engine<'a> {
     icmp_all: Bucket,
     ident: u16,
     sweep: Option<u32>,
+    recheck: Recheck,
     counters: Counters,
 }
 
@@ -170,6 +172,7 @@ impl<'a> Engine<'a> {
             rng_n: 0,
             icmp_all: Bucket::default(),
             sweep: None,
+            recheck: Recheck::default(),
             counters: Counters::default(),
         })
     }
@@ -300,12 +303,48 @@ impl<'a> Engine<'a> {
         self.sweep.is_some() || self.table.first_expired(now).is_some()
     }
 
-    /// When [`tick`](Self::tick) next has work (ns since boot).
+    /// When [`tick`](Self::tick) or [`next_check`](Self::next_check) next
+    /// has work (ns since boot).
     pub fn next_deadline(&self) -> Option<u64> {
-        match (self.table.next_deadline(), self.trains.next_deadline()) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
+        [self.table.next_deadline(), self.trains.next_deadline(), self.recheck.deadline()].into_iter().flatten().min()
+    }
+
+    // --- re-checks by the rules (see `recheck`) --------------------------------
+
+    /// The re-check bookkeeping (read-only).
+    pub fn rechecks(&self) -> &Recheck {
+        &self.recheck
+    }
+
+    /// `RulesToNat::Changed`: the rules of these slots changed.
+    pub fn rules_changed(&mut self, version: u32, epoch: u32, slots: &[u8; 32]) {
+        self.recheck.changed(version, epoch, slots, &mut self.counters);
+    }
+
+    /// `RulesToNat::Denied`: removes the connections of batch `batch` the
+    /// rules now refuse (unless the answer is broken or superseded).
+    pub fn rules_denied(&mut self, epoch: u32, slot: u8, batch: u32, denied: u16) {
+        let Some(v) = self.recheck.answer(epoch, slot, batch, denied, &mut self.table, &mut self.counters) else {
+            return;
+        };
+        for idx in v.remove {
+            if idx != u32::MAX {
+                self.remove(idx, C::RemovedByRules);
+            }
         }
+        self.recheck.release(v.batch, &mut self.table);
+    }
+
+    /// The next `Check` batch to send the rules, walking at most `*scan`
+    /// table entries to fill it; [`check_sent`](Self::check_sent) once it
+    /// went out (until then the same batch comes back).
+    pub fn next_check(&mut self, now: u64, scan: &mut u32) -> Option<moat_control::NatToRules> {
+        self.recheck.next(&mut self.table, &self.clients, now, scan, &mut self.counters)
+    }
+
+    /// The batch [`next_check`](Self::next_check) returned was sent at `now`.
+    pub fn check_sent(&mut self, now: u64) {
+        self.recheck.sent(now, &mut self.counters);
     }
 
     /// Removes connection `idx`, releasing its port and its client's share.
@@ -778,13 +817,16 @@ impl<'a> Engine<'a> {
 
     // --- self-check ----------------------------------------------------------
 
-    /// Checks every invariant across the table, the port records and the
-    /// client counts (O(capacity); for tests and fuzzing): the table's own
-    /// ([`Table::check`]: each live entry found by both keys, so no two share
-    /// either tuple), each live port-using entry's port marked in use and
-    /// the ports in use equal to those entries, per-client counts exact.
+    /// Checks every invariant across the table, the port records, the
+    /// client counts and the re-check marks (O(capacity); for tests and
+    /// fuzzing): the table's own ([`Table::check`]: each live entry found by
+    /// both keys, so no two share either tuple), each live port-using
+    /// entry's port marked in use and the ports in use equal to those
+    /// entries, per-client counts exact, and a connection marked by a
+    /// re-check batch only while that batch names it ([`Recheck::check`]).
     pub fn check(&self) -> Result<(), &'static str> {
         self.table.check()?;
+        self.recheck.check(&self.table)?;
         let ports = self.ports.check()?;
         let mut with_ports = 0;
         let mut per_client = [0u32; crate::clients::SLOTS];

@@ -2,10 +2,11 @@
 //! clients and the uplink.
 //!
 //! ```text
-//!  rules.to_nat    -> from_rules  [nat] to_uplink  -> netfront.from_nat
-//!  csum.to_nat     -> from_csum   [nat] to_clients -> netback.from_nat
-//!  xenstore        -> clients     (ClientEvent: slot <-> address, up/down)
-//!  netfront        -> uplink      (UplinkEvent: the uplink address, learnt at run time)
+//!  rules.to_nat     -> from_rules      [nat] to_uplink     -> netfront.from_nat
+//!  csum.to_nat      -> from_csum       [nat] to_clients    -> netback.from_nat
+//!  xenstore         -> clients         (ClientEvent: slot <-> address, up/down)
+//!  rules.to_nat_ctl -> from_rules_ctl  [nat] to_rules_ctl  -> rules.from_nat_ctl
+//!  netfront         -> uplink          (UplinkEvent: the uplink address, learnt at run time)
 //! ```
 //!
 //! * **Out** (from the rules, verdict in `meta`): `Accept` is translated to
@@ -29,6 +30,18 @@
 //!   ([`config::Sizes`], [`config::BYTES_PER_CONNECTION`]): the
 //!   [`table`] with per-state age lists for exact, amortised expiry and
 //!   tiered eviction, and the [`ports`] allocator. Nothing is ever flushed.
+//! * **Re-checks** ([`recheck`]): when a client's rules change, the rules
+//!   say so (`RulesToNat::Changed`); the NAT names that client's
+//!   connections back to them in small batches (`NatToRules::Check`) and
+//!   removes those the answer refuses (`RulesToNat::Denied`, counted as
+//!   `conn.removed.rules`), so a connection the new policy forbids stops
+//!   letting replies in at once instead of when it times out. The walk is
+//!   bounded per call, at most [`recheck::IN_FLIGHT`] batches exist at a
+//!   time, and it starts only once the packets the rules judged before the
+//!   change have been taken from `from_rules` (a connection they open is
+//!   walked too). Counters: `recheck.{changed,batches,flows,superseded,
+//!   lost,bad}`; gauges `recheck.{in_flight,pending_slots,hold}`,
+//!   `rules.{version,epoch}`.
 //! * **Fragments** are translated as trains ([`frag`]), not reassembled.
 //! * **IPv6** is dropped and counted (`drop.ipv6`): Qubes sys-firewall
 //!   masquerades IPv6 only when IPv6 is enabled for the qube, and moat does
@@ -51,6 +64,7 @@ pub mod counters;
 pub mod engine;
 pub mod frag;
 pub mod ports;
+pub mod recheck;
 pub mod siphash;
 pub mod table;
 
@@ -58,6 +72,7 @@ use moat_component::{
     BindError, Binder, Component, Context, Custody, Fault, MsgRx, MsgTx, PacketDesc, Pool, PortDecl, Ports, Rx, Status,
     Tx,
 };
+use moat_control::rules::RulesToNat;
 use moat_control::{ClientEvent, UplinkEvent};
 use moat_net::meta::{Iface, Meta, Verdict, flags};
 
@@ -142,11 +157,18 @@ impl Ports for NatPorts {
     }
 }
 
+/// Table entries a call may walk for re-checks (as the client-down sweep).
+const RECHECK_SCAN: u32 = 4096;
+
 /// The component.
 pub struct Nat {
     engine: Engine<'static>,
     client_custody: Custody,
     uplink_custody: Custody,
+    /// Packets still to take from `from_rules` before re-check walks may
+    /// run: those in the ring when the last `Changed` arrived, which the
+    /// rules may have judged under the old policy.
+    hold: u32,
 }
 
 impl Nat {
@@ -174,6 +196,7 @@ impl Component for Nat {
             engine,
             client_custody: Custody::new(*p.client_buffers.geometry()),
             uplink_custody: Custody::new(*p.uplink_buffers.geometry()),
+            hold: 0,
         })
     }
 
@@ -186,6 +209,7 @@ impl Component for Nat {
         if self.engine.tick(now, cx.budget()) {
             cx.again();
         }
+        self.recheck(p, cx, now)?;
         if let Some(t) = self.engine.next_deadline() {
             cx.wake_at(moat_component::Instant::from_nanos(t));
         }
@@ -218,6 +242,13 @@ impl Component for Nat {
         out.put("held.client_buffers", u64::from(self.client_custody.held()));
         out.put("held.uplink_buffers", u64::from(self.uplink_custody.held()));
         out.put("uplink.known", u64::from(self.engine.uplink().is_some()));
+        let r = self.engine.rechecks();
+        out.put("recheck.in_flight", r.in_flight() as u64);
+        out.put("recheck.pending_slots", r.pending() as u64);
+        out.put("recheck.hold", u64::from(self.hold));
+        let (version, epoch) = r.rules_version();
+        out.put("rules.version", u64::from(version));
+        out.put("rules.epoch", u64::from(epoch));
     }
 
     fn state_bytes(config: &NatConfig, out: &mut dyn FnMut(&'static str, usize)) {
@@ -273,14 +304,50 @@ impl Nat {
             }
         }
         p.uplink.finish(cx)?;
+        // Always drained: the rules wait for room here before reading more
+        // of our checks, so holding back would deadlock the exchange.
         let mut buf = [0u8; 256];
         for _ in 0..cx.budget() {
-            match p.from_rules_ctl.recv::<&[u8]>(&mut buf)? {
+            match p.from_rules_ctl.recv::<RulesToNat>(&mut buf)? {
                 None => break,
-                Some(_) => self.engine.count(C::ControlBad),
+                Some(Ok(RulesToNat::Changed { version, epoch, slots })) => {
+                    self.engine.rules_changed(version, epoch, &slots);
+                    let queued = p.from_rules.ring().available().map_err(|_| p.from_rules.fault())?;
+                    self.hold = self.hold.max(queued);
+                }
+                Some(Ok(RulesToNat::Denied { epoch, slot, batch, denied })) => {
+                    self.engine.rules_denied(epoch, slot, batch, denied);
+                }
+                Some(Err(_)) => self.engine.count(C::ControlBad),
             }
         }
         p.from_rules_ctl.finish(cx)
+    }
+
+    /// Sends the rules the connections to re-check, as far as batches and
+    /// ring space allow. Waits while `hold` packets judged before the last
+    /// change are still to come: a connection they open must be walked too.
+    fn recheck(&mut self, p: &mut NatPorts, cx: &mut Context, now: u64) -> Result<(), Fault> {
+        if self.hold > 0 {
+            return Ok(());
+        }
+        let mut scan = RECHECK_SCAN;
+        let mut scratch = [0u8; 256];
+        // Each batch sent takes one of the few batch slots: bounded.
+        for _ in 0..=recheck::IN_FLIGHT {
+            let Some(msg) = self.engine.next_check(now, &mut scan) else { break };
+            let sent = p.to_rules_ctl.send(&msg, &mut scratch)?
+                || (p.to_rules_ctl.wait_space()? && p.to_rules_ctl.send(&msg, &mut scratch)?);
+            if !sent {
+                // Woken when the rules free space.
+                return Ok(());
+            }
+            self.engine.check_sent(now);
+        }
+        if scan == 0 {
+            cx.again();
+        }
+        Ok(())
     }
 
     /// Buffers coming back from downstream go back upstream.
@@ -318,6 +385,7 @@ impl Nat {
                 break;
             }
             let Some(d) = p.from_rules.pop()? else { break };
+            self.hold = self.hold.saturating_sub(1);
             if self.client_custody.receive(&d).is_err() {
                 self.engine.count(C::BadDescriptors);
                 continue;

@@ -144,6 +144,11 @@ impl<'a> Table<'a> {
         self.conns.len()
     }
 
+    /// Entries ever used: every entry from here on is free.
+    pub fn used(&self) -> u32 {
+        self.fresh
+    }
+
     /// Entries in use.
     pub fn live(&self) -> u32 {
         self.live

@@ -5,7 +5,7 @@
 mod common;
 
 use common::*;
-use moat_component::{ByteProducer, Consumer, Instant, PacketDesc, Pool, PoolGeometry, Producer};
+use moat_component::{ByteConsumer, ByteProducer, Consumer, Instant, PacketDesc, Pool, PoolGeometry, Producer};
 use moat_nat::Nat;
 use moat_nat::counters::C;
 use moat_net::meta::{HEADROOM, Iface, Meta, Verdict, flags};
@@ -25,19 +25,30 @@ struct Rig {
     to_clients_free: Producer<PacketDesc>,
     clients: ByteProducer,
     uplink: ByteProducer,
+    rules_ctl: ByteProducer,
+    to_rules_ctl: ByteConsumer,
     client_pool: Pool,
     uplink_pool: Pool,
     nat: Running<Nat>,
 }
 
-fn rig() -> Rig {
+fn config_small() -> moat_nat::NatConfig {
     let mut cfg = config();
     cfg.max_connections = 1024;
     cfg.max_per_client = 512;
-    rig_with(cfg)
+    cfg
 }
 
-fn rig_with(cfg: moat_nat::NatConfig) -> Rig {
+fn rig() -> Rig {
+    rig_with(1024)
+}
+
+fn rig_with(ctl_ring: u32) -> Rig {
+    rig_config(config_small(), ctl_ring)
+}
+
+/// `ctl_ring`: bytes of the `to_rules_ctl` ring.
+fn rig_config(cfg: moat_nat::NatConfig, ctl_ring: u32) -> Rig {
     let mut h = Harness::new();
     h.seed([9; 32]);
     let from_rules = h.input("from_rules", 64);
@@ -50,8 +61,8 @@ fn rig_with(cfg: moat_nat::NatConfig) -> Rig {
     let to_clients_free = h.input("to_clients_free", 128);
     let clients = h.msg_input("clients", "ClientEvent", 1024);
     let uplink = h.msg_input("uplink", "UplinkEvent", 1024);
-    h.msg_input("from_rules_ctl", "RulesToNat", 1024);
-    h.msg_output("to_rules_ctl", "NatToRules", 1024);
+    let rules_ctl = h.msg_input("from_rules_ctl", "RulesToNat", 1024);
+    let to_rules_ctl = h.msg_output("to_rules_ctl", "NatToRules", ctl_ring);
     let client_pool = h.pool("client_buffers", PoolGeometry::new(CLIENT_POOL, 2048, 64).unwrap(), true);
     let uplink_pool = h.pool("uplink_buffers", PoolGeometry::new(UPLINK_POOL, 2048, 64).unwrap(), true);
     let nat = h.start::<Nat>(cfg).unwrap();
@@ -66,6 +77,8 @@ fn rig_with(cfg: moat_nat::NatConfig) -> Rig {
         to_clients_free,
         clients,
         uplink,
+        rules_ctl,
+        to_rules_ctl,
         client_pool,
         uplink_pool,
         nat,
@@ -212,13 +225,65 @@ fn connections_expire_on_the_timer_it_asked_for() {
 }
 
 #[test]
+fn checks_wait_for_room_on_the_control_ring() {
+    // Room for one full batch (4 length bytes + 136) at a time.
+    let mut r = rig_with(256);
+    r.client_up(0);
+    for i in 0..48u32 {
+        r.send_out(i, &udp(client_ip(0), SERVER, 1000 + i as u16, 53, b"q"), 0, Verdict::Accept);
+    }
+    r.nat.call(Instant::ZERO).unwrap();
+    r.to_uplink_free.push_batch(&drain(&mut r.to_uplink)).unwrap();
+    let _ = r.to_uplink_free.publish();
+    let mut map = [0u8; 32];
+    moat_control::rules::slots::set(&mut map, 0);
+    let changed = moat_control::rules::RulesToNat::Changed { version: 1, epoch: 1, slots: map };
+    r.rules_ctl.send_msg(&changed, &mut [0u8; 64]).unwrap();
+    let _ = r.rules_ctl.publish();
+    let mut flows = 0;
+    let mut buf = [0u8; 512];
+    for round in 0.. {
+        r.nat.call(Instant::ZERO).unwrap();
+        let mut got = 0;
+        while let Some(moat_control::NatToRules::Check { slot: 0, flows: f, .. }) =
+            r.to_rules_ctl.recv_msg(&mut buf).unwrap()
+        {
+            flows += f.len();
+            got += 1;
+        }
+        let _ = r.to_rules_ctl.release();
+        if got == 0 {
+            break;
+        }
+        assert_eq!(got, 1, "one batch fits the ring at a time");
+        assert!(round < 3);
+    }
+    assert_eq!(flows, 48, "every connection named once the ring had room");
+    assert_eq!(r.nat.status()["recheck.in_flight"], 3, "all sent, none answered");
+}
+
+#[test]
+fn broken_control_frames_are_counted_not_fatal() {
+    let mut r = rig();
+    r.rules_ctl.send(&[0xff, 0x01]).unwrap(); // no such message
+    r.rules_ctl.send(&[7u8; 300]).unwrap(); // larger than any message
+    let denied = moat_control::rules::RulesToNat::Denied { epoch: 1, slot: 0, batch: 12, denied: 1 };
+    r.rules_ctl.send_msg(&denied, &mut [0u8; 64]).unwrap(); // a batch never sent
+    let _ = r.rules_ctl.publish();
+    r.nat.call(Instant::ZERO).unwrap();
+    let st = r.nat.status();
+    assert_eq!((st["control.bad_frames"], st["recheck.bad"]), (2, 1));
+    r.nat.component.engine().check().unwrap();
+}
+
+#[test]
 fn the_uplink_address_is_learnt_at_run_time() {
     let mut cfg = config();
     cfg.uplink_ip = None;
     cfg.gateway_ip = None;
     cfg.max_connections = 1024;
     cfg.max_per_client = 512;
-    let mut r = rig_with(cfg);
+    let mut r = rig_config(cfg, 1024);
     r.client_up(0);
     // Not known yet: nothing leaves, no reject can be sent.
     let q = udp(client_ip(0), SERVER, 40000, 53, b"query");
