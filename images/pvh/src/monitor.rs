@@ -17,7 +17,19 @@ use crate::memory::Memory;
 use crate::println;
 
 /// Every component type linked into the image.
-pub static KINDS: &[Kind] = &[kind::<Traffic>(), kind::<moat_echo::Echo>()];
+pub static KINDS: &[Kind] = &[
+    kind::<Traffic>(),
+    kind::<moat_echo::Echo>(),
+    kind::<moat_xenstore::Xenstore>(),
+    kind::<moat_csum::Csum>(),
+    kind::<moat_rules::Rules>(),
+    kind::<moat_nat::Nat>(),
+    kind::<moat_netback::Netback>(),
+    kind::<moat_netfront::Netfront>(),
+];
+
+/// How often a running system prints its counters.
+const STATUS_EVERY: Duration = Duration::from_secs(5);
 
 /// RAM for the components' own state (each in pages of its own).
 const COMPONENT_BYTES: u64 = 2 << 20;
@@ -96,6 +108,12 @@ pub fn run(
             return Verdict::Fail;
         }
     };
+    // Ops devices for the drivers (Xen only), after the platform's own.
+    let mut all = [DeviceMem { kind: "", region: arena, event: 0 }; 8];
+    let given = devices.len().min(all.len());
+    all[..given].copy_from_slice(&devices[..given]);
+    let ops = crate::xen::ops::attach(&m, arena_mem as u64, mem, &mut all[given..]);
+    let devices = &all[..given + ops];
     // SAFETY: as above, a separate allocation.
     let mut placer = unsafe { Placer::new(placer_mem, COMPONENT_BYTES as usize) };
     let start = platform.now();
@@ -123,7 +141,17 @@ pub fn run(
     );
     let traffic = m.components().position(|c| c.kind == <Traffic as moat_component::Component>::NAME);
     if !selftest {
-        s.run_until(platform, |_, _| false);
+        // Every component's counters on the console now and then, for
+        // whoever reads the log (the real-Xen scenarios check them).
+        let mut report_at = start;
+        s.run_until(platform, |s, now| {
+            if now >= report_at {
+                print_status(s, &m);
+                crate::xen::ops::report();
+                report_at = now.saturating_add(STATUS_EVERY);
+            }
+            false
+        });
     }
     let Some(t) = traffic else {
         println!("moat: selftest: no traffic component in the self-test system");

@@ -9,7 +9,9 @@
 
 pub mod console;
 pub mod events;
+pub mod grants;
 pub mod hypercall;
+pub mod ops;
 pub mod time;
 
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering, fence};
@@ -61,7 +63,7 @@ const PENDING: usize = core::mem::offset_of!(SharedInfo, evtchn_pending);
 const MASK: usize = core::mem::offset_of!(SharedInfo, evtchn_mask);
 
 /// Grant table frames mapped at start.
-const GRANT_FRAMES: u64 = 4;
+pub const GRANT_FRAMES: u64 = 4;
 /// Longest single `SCHEDOP_poll`, so the monitor re-checks its exit
 /// conditions even with no timer pending.
 const MAX_WAIT_NS: u64 = 10_000_000;
@@ -133,6 +135,7 @@ impl Xen {
             )?;
         }
         xen.grant_table = gt;
+        ops::init(gt);
 
         let pfn =
             hypercall::get_param(hvm_param::STORE_PFN).map_err(|e| XenError::Hypercall("get_param(STORE_PFN)", e))?;
@@ -277,19 +280,34 @@ impl Platform for Xen {
     }
 
     fn send(&mut self, event: u32) {
+        if ops::is_ops(event) {
+            ops::run(event);
+            return;
+        }
         hypercall::evtchn_op(evop::SEND, &mut EvtchnPortArg { port: event });
     }
 
     fn take_events(&mut self, sink: &mut dyn FnMut(u32)) {
-        events::take_pending(self.shared_u64s(PENDING), self.shared_u64s(MASK), sink);
+        ops::take_completions(sink);
+        events::take_pending(self.shared_u64s(PENDING), self.shared_u64s(MASK), &mut |port| {
+            if !ops::route(port, sink) {
+                sink(port)
+            }
+        });
     }
 
     fn wait(&mut self, deadline: Option<Instant>) {
+        if ops::pending() {
+            return;
+        }
         let now = self.system_time();
         let cap = now.saturating_add(MAX_WAIT_NS);
         let until = deadline.map_or(cap, |d| d.as_nanos().saturating_add(self.time_base).min(cap));
         if until > now {
-            hypercall::poll(&self.ports[..self.nports], until);
+            let mut ports = [0u32; ops::MAX_POLL];
+            ports[..self.nports].copy_from_slice(&self.ports[..self.nports]);
+            let n = ops::poll_ports(&mut ports, self.nports);
+            hypercall::poll(&ports[..n], until);
         }
     }
 
