@@ -305,7 +305,9 @@ impl Component for Netfront {
                     cx.notify(p.from_nat.channel());
                 }
             }
-            if self.gateway_mac.is_none() || self.config.gateway_ip.is_some() {
+            // Asking for the gateway is the only timer while connected (and
+            // only when there is a gateway to ask for).
+            if self.config.gateway_ip.is_some() {
                 cx.wake_at(self.arp_at);
             }
         } else {

@@ -243,3 +243,17 @@ fn the_uplink_comes_and_goes_without_leaking() {
     assert_eq!(b.svc.counts().channels, 1);
     assert_eq!(b.status("uplink.connects"), 51);
 }
+
+#[test]
+fn an_idle_uplink_asks_for_no_timer() {
+    let mut b = connected(NetfrontConfig::default());
+    b.settle();
+    let out = b.nf.call(b.now).unwrap();
+    assert_eq!(out.wake_at, None, "no gateway to ask for: nothing to wake for");
+    assert!(!out.again);
+    let mut b = connected(with_gateway());
+    b.back().to_send.push_back((gateway_reply(), 0));
+    b.settle();
+    let out = b.nf.call(b.now).unwrap();
+    assert!(out.wake_at.is_some_and(|t| t > b.now), "the next ARP refresh, in the future: {:?}", out.wake_at);
+}
