@@ -20,7 +20,8 @@
 # of the vifs present at the end.
 #
 # Files: moat.pvh (the image `moat build` made from a system whose policy
-# has client-a's rules, see tests/xen/systems/).
+# has client-a's rules, see tests/xen/systems/), tiny-dns (the DNS server,
+# tests/xen/tiny-dns/), cycles (optional: detach/attach cycles, default 50).
 . ./lib.sh
 
 image=/scenario/files/moat.pvh
@@ -40,9 +41,8 @@ echo "moat says hello" >/srv/index.html
 head -c 104857600 /dev/urandom >/srv/big
 big_sum=$(sha256sum /srv/big | cut -d' ' -f1)
 head -c 10485760 /dev/urandom >/srv/ten
-echo "test.moat 10.140.0.2" >/tmp/dnsd.conf
 busybox httpd -p 10.140.0.2:80 -h /srv
-busybox dnsd -i 10.139.1.1 -c /tmp/dnsd.conf -d >/results/dnsd.log 2>&1 &
+/scenario/files/tiny-dns 10.139.1.1 test.moat 10.140.0.2 >/results/tiny-dns.log 2>&1 &
 check sys-net-ready wait_for 10 busybox wget -q -O /dev/null http://10.140.0.2/index.html
 
 # moat's uplink vif, routed as Qubes' vif-route-qubes does it.
@@ -101,8 +101,8 @@ client() { # NAME IP ROLE MAC
   extra="testbed_run=guest-client.sh testbed_ip=$2 testbed_gw=10.138.0.2 testbed_role=$3 testbed_sum=$big_sum"
   linux_guest "$1" "$extra" "vif = ['backend=moat,ip=$2,mac=$4']"
 }
-boot_timed client-a "$(client client-a 10.137.0.10 a 00:16:3e:5e:6c:0a)" '^TESTBED-GUEST ready' 120 &
-boot_timed client-b "$(client client-b 10.137.0.11 b 00:16:3e:5e:6c:0b)" '^TESTBED-GUEST ready' 120 &
+boot_timed client-a "$(client client-a 10.137.0.10 a 00:16:3e:5e:6c:0a)" '^TESTBED-GUEST ready' 400 &
+boot_timed client-b "$(client client-b 10.137.0.11 b 00:16:3e:5e:6c:0b)" '^TESTBED-GUEST ready' 400 &
 wait
 a=$(xl domid client-a)
 b=$(xl domid client-b)
