@@ -43,7 +43,7 @@ fn rig() -> Rig {
     };
     let c = side(["from_clients", "from_clients_free", "to_rules", "to_rules_free", "client_buffers"], 1, "clients");
     let u = side(["from_uplink", "from_uplink_free", "to_nat", "to_nat_free", "uplink_buffers"], 2, "uplink");
-    let csum = h.start::<Csum>(CsumConfig {}).unwrap();
+    let csum = h.start::<Csum>(CsumConfig::default()).unwrap();
     Rig { sides: [c, u], csum, _h: h }
 }
 

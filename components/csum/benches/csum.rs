@@ -61,7 +61,7 @@ fn rig(uplink: bool, packet: &[u8], f: u16) -> Rig {
             d
         })
         .collect();
-    let mut csum = h.start::<Csum>(CsumConfig {}).unwrap();
+    let mut csum = h.start::<Csum>(CsumConfig::default()).unwrap();
     csum.budget = BATCH;
     Rig { input, input_free, output, output_free, csum, descs }
 }

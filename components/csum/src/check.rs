@@ -7,7 +7,7 @@ use moat_net::checksum::{Checksum, udp_field};
 use moat_net::icmpv4::Icmpv4;
 use moat_net::icmpv6::Icmpv6;
 use moat_net::ip::{Fragment, Ip};
-use moat_net::meta::flags;
+use moat_net::meta::{Gso, GsoKind, flags};
 use moat_net::tcp::Tcp;
 use moat_net::udp::{Udp, UdpChecksum};
 use moat_net::{Error, proto};
@@ -94,11 +94,14 @@ pub enum Reason {
     BlankUnsupported,
     /// `csum_blank` from the uplink (see [`Side::Uplink`]).
     BlankFromUplink,
+    /// The descriptor names a super-packet ([`Gso`]) the packet cannot be:
+    /// not whole TCP over the IP version its kind says.
+    BadGso,
 }
 
 impl Reason {
     /// Number of counters ([`Reason::index`] range).
-    pub const COUNT: usize = 7 + Error::ALL.len();
+    pub const COUNT: usize = 8 + Error::ALL.len();
 
     /// Counter index.
     pub const fn index(self) -> usize {
@@ -110,7 +113,8 @@ impl Reason {
             Reason::Udp6NoChecksum => 4,
             Reason::BlankUnsupported => 5,
             Reason::BlankFromUplink => 6,
-            Reason::Malformed(e) => 7 + e.index(),
+            Reason::BadGso => 7,
+            Reason::Malformed(e) => 8 + e.index(),
         }
     }
 
@@ -124,7 +128,8 @@ impl Reason {
             4 => "udp6_no_checksum",
             5 => "blank_unsupported",
             6 => "blank_from_uplink",
-            i if i - 7 < Error::ALL.len() => Error::ALL[i - 7].name(),
+            7 => "bad_gso",
+            i if i - 8 < Error::ALL.len() => Error::ALL[i - 8].name(),
             _ => "unknown",
         }
     }
@@ -136,19 +141,41 @@ impl From<Error> for Reason {
     }
 }
 
+/// Checks (and for `csum_blank`, completes) one IP packet in place: an
+/// ordinary packet (no segmentation offload), and blank checksums only from
+/// clients. See [`check_with`].
+pub fn check(packet: &mut [u8], desc_flags: u16, side: Side) -> Result<Passed, Reason> {
+    check_with(packet, desc_flags, None, side, false)
+}
+
 /// Checks (and for `csum_blank`, completes) one IP packet in place.
 ///
 /// `flags` are the descriptor's; `CSUM_OK` and `PEER_VALIDATED` on input are
-/// ignored — nothing upstream is trusted to have checked anything. On `Err`
+/// ignored — nothing upstream is trusted to have checked anything. `gso` is
+/// the descriptor's segmentation offload: a super-packet must be whole TCP
+/// over the IP version its kind names, and its checksum is completed or
+/// verified over all of it (the pseudo-header with the full length), as the
+/// segments' checksums are derived from it. `uplink_blank`: the uplink
+/// driver negotiated checksum offload with sys-net, so blank checksums from
+/// the uplink are completed as from clients (see [`Side::Uplink`]). On `Err`
 /// the packet may have been partly examined but is unchanged.
-pub fn check(packet: &mut [u8], desc_flags: u16, side: Side) -> Result<Passed, Reason> {
+pub fn check_with(
+    packet: &mut [u8],
+    desc_flags: u16,
+    gso: Option<Gso>,
+    side: Side,
+    uplink_blank: bool,
+) -> Result<Passed, Reason> {
     if desc_flags & !flags::ALL != 0 {
         return Err(Reason::BadFlags);
     }
     let blank = desc_flags & flags::CSUM_BLANK != 0;
-    if blank && side == Side::Uplink {
+    if blank && side == Side::Uplink && !uplink_blank {
         return Err(Reason::BlankFromUplink);
     }
+    let whole_tcp = |kind: GsoKind, upper: u8, fragment: Fragment| {
+        gso.is_none_or(|g| g.kind() == kind && upper == proto::TCP && fragment == Fragment::Whole)
+    };
     match Ip::parse(&mut *packet)? {
         Ip::V4(mut ip) => {
             if !ip.checksum_ok() {
@@ -156,6 +183,9 @@ pub fn check(packet: &mut [u8], desc_flags: u16, side: Side) -> Result<Passed, R
             }
             let len = ip.total_len();
             let (src, dst, protocol, fragment) = (ip.header().src, ip.header().dst, ip.protocol(), ip.fragment());
+            if !whole_tcp(GsoKind::TcpV4, protocol, fragment) {
+                return Err(Reason::BadGso);
+            }
             let pseudo = |l4_len: usize| Checksum::ipv4_pseudo(src, dst, protocol, l4_len as u16);
             let how = l4(ip.payload_mut(), protocol, fragment, false, blank, pseudo)?;
             Ok(Passed { len, how })
@@ -166,6 +196,9 @@ pub fn check(packet: &mut [u8], desc_flags: u16, side: Side) -> Result<Passed, R
             let (src, dst) = (ip.header().src, ip.header().dst);
             let pseudo = |l4_len: usize| Checksum::ipv6_pseudo(src, dst, ext.upper, l4_len as u32);
             let l4_bytes = ip.payload_mut().get_mut(ext.offset..).ok_or(Error::BadExtHeader)?;
+            if !whole_tcp(GsoKind::TcpV6, ext.upper, ext.fragment) || (gso.is_some() && ext.segments_left != 0) {
+                return Err(Reason::BadGso);
+            }
             if ext.segments_left != 0 {
                 // The pseudo-header's destination is the routing header's
                 // last address, not the one in the header: not ours to judge.

@@ -10,7 +10,11 @@
 //!   has its TCP/UDP checksum completed; any other packet has its IPv4
 //!   header and L4 checksums verified.
 //! * From the uplink, everything is verified; corrupt packets are dropped,
-//!   never given a fresh checksum.
+//!   never given a fresh checksum. Blank checksums from the uplink are
+//!   refused unless the configuration says the uplink driver negotiated
+//!   checksum offload ([`CsumConfig::uplink_offload`]).
+//! * A super-packet (segmentation offload, `moat_net::meta::Gso`) is checked
+//!   as one packet, its checksum over all of it; it must be whole TCP.
 //! * What passes leaves with `CSUM_OK` when every checksum in it is known
 //!   good (so NAT may update checksums incrementally and netback may tell
 //!   clients `data_validated`), its descriptor cut to the IP length, and
@@ -30,14 +34,24 @@ pub mod check;
 use moat_component::{
     BindError, Binder, Component, Context, Custody, Fault, PacketDesc, PortDecl, Ports, Rx, Status, Tx,
 };
-use moat_net::meta::{Meta, flags};
+use moat_net::meta::{Gso, Meta, flags};
 use serde::{Deserialize, Serialize};
 
 use check::{Pass, Passed, Reason, Side};
 
-/// Nothing to configure: the checks are not optional.
+/// The checks are not optional; what the drivers negotiated is.
 #[derive(Clone, Copy, Debug, Default, Serialize, Deserialize)]
-pub struct CsumConfig {}
+pub struct CsumConfig {
+    /// The uplink driver negotiated checksum offload with sys-net, so packets
+    /// from the uplink may come with blank checksums (Linux
+    /// `CHECKSUM_PARTIAL`: made in sys-net's memory, or coalesced by GRO
+    /// after their checksums were validated), which are then completed.
+    /// Off by default: the Xen netfront asks sys-net for full checksums and
+    /// a blank one from it is refused. The hosted image turns it on when its
+    /// uplink TAP offers segmentation offload (which needs checksum offload).
+    #[serde(default)]
+    pub uplink_offload: bool,
+}
 
 /// One direction's four rings.
 pub struct Path {
@@ -138,6 +152,7 @@ impl Name {
 
 /// The component.
 pub struct Csum {
+    uplink_offload: bool,
     clients: Counters,
     uplink: Counters,
     client_custody: Custody,
@@ -170,11 +185,12 @@ impl Component for Csum {
     type Config = CsumConfig;
     type Ports = CsumPorts;
 
-    fn init(_config: CsumConfig, p: &mut CsumPorts, _cx: &mut Context) -> Result<Self, Fault> {
+    fn init(config: CsumConfig, p: &mut CsumPorts, _cx: &mut Context) -> Result<Self, Fault> {
         if !p.client_buffers.writable() || !p.uplink_buffers.writable() {
             return Err(Fault::Config("csum needs client_buffers and uplink_buffers mapped rw"));
         }
         Ok(Csum {
+            uplink_offload: config.uplink_offload,
             clients: Counters::default(),
             uplink: Counters::default(),
             client_custody: Custody::new(*p.client_buffers.geometry()),
@@ -183,8 +199,25 @@ impl Component for Csum {
     }
 
     fn notified(&mut self, p: &mut CsumPorts, cx: &mut Context) -> Result<(), Fault> {
-        relay(Side::Clients, &mut p.clients, &mut p.client_buffers, &mut self.client_custody, &mut self.clients, cx)?;
-        relay(Side::Uplink, &mut p.uplink, &mut p.uplink_buffers, &mut self.uplink_custody, &mut self.uplink, cx)
+        let offload = self.uplink_offload;
+        relay(
+            Side::Clients,
+            &mut p.clients,
+            &mut p.client_buffers,
+            &mut self.client_custody,
+            &mut self.clients,
+            cx,
+            offload,
+        )?;
+        relay(
+            Side::Uplink,
+            &mut p.uplink,
+            &mut p.uplink_buffers,
+            &mut self.uplink_custody,
+            &mut self.uplink,
+            cx,
+            offload,
+        )
     }
 
     fn status(&self, out: &mut dyn Status) {
@@ -202,6 +235,7 @@ fn relay(
     custody: &mut Custody,
     counters: &mut Counters,
     cx: &mut Context,
+    uplink_blank: bool,
 ) -> Result<(), Fault> {
     // Returns first: they free space upstream and cost nothing.
     for _ in 0..cx.budget() {
@@ -227,7 +261,7 @@ fn relay(
         if d.flags & flags::PEER_VALIDATED != 0 {
             counters.peer_validated += 1;
         }
-        match decide(side, pool, &d)? {
+        match decide(side, pool, &d, uplink_blank)? {
             Ok(Passed { len, how }) => {
                 counters.pass[how as usize] += 1;
                 // len <= d.len: the IP parsers never accept a total length
@@ -248,17 +282,23 @@ fn relay(
     path.output.flush(cx);
     path.input_free.flush(cx);
     path.input.finish(cx)?;
-    path.output_free.finish(cx)
+    // Returns wait for a batch: they need not wake csum one at a time.
+    path.output_free.finish_returns(cx)
 }
 
-fn decide(side: Side, pool: &mut moat_component::Pool, d: &PacketDesc) -> Result<Result<Passed, Reason>, Fault> {
-    if Meta::of(d).is_err() {
+fn decide(
+    side: Side,
+    pool: &mut moat_component::Pool,
+    d: &PacketDesc,
+    uplink_blank: bool,
+) -> Result<Result<Passed, Reason>, Fault> {
+    let (Ok(_), Ok(gso)) = (Meta::of(d), Gso::of(d)) else {
         return Ok(Err(Reason::BadMeta));
-    }
+    };
     // custody.receive checked the descriptor against this pool's geometry
     // and init refused a read-only pool, so this cannot fail.
     let packet = pool.packet_mut(d).map_err(|_| Fault::Internal("a held buffer is not writable"))?;
-    Ok(check::check(packet, d.flags, side))
+    Ok(check::check_with(packet, d.flags, gso, side, uplink_blank))
 }
 
 /// Hands a buffer back upstream. Upstream's free ring holds every buffer it

@@ -62,7 +62,7 @@ fn rig(capacity: u32) -> Rig {
         side(&mut h, ["from_clients", "from_clients_free", "to_rules", "to_rules_free", "client_buffers"], CLIENT_POOL);
     let uplink =
         side(&mut h, ["from_uplink", "from_uplink_free", "to_nat", "to_nat_free", "uplink_buffers"], UPLINK_POOL);
-    let csum = h.start::<Csum>(CsumConfig {}).unwrap();
+    let csum = h.start::<Csum>(CsumConfig::default()).unwrap();
     Rig { clients, uplink, csum, h }
 }
 

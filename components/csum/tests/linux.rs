@@ -167,7 +167,7 @@ fn blank_completion_matches_what_linux_computed() {
     h.input::<PacketDesc>("to_nat_free", 256);
     let mut pool = h.pool("client_buffers", PoolGeometry::new(1, 2048, 256).unwrap(), true);
     h.pool("uplink_buffers", PoolGeometry::new(2, 2048, 16).unwrap(), true);
-    let mut csum = h.start::<Csum>(CsumConfig {}).unwrap();
+    let mut csum = h.start::<Csum>(CsumConfig::default()).unwrap();
 
     for (i, p) in blank.iter().enumerate() {
         let mut as_is = p.clone();

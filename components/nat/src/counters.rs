@@ -33,6 +33,9 @@ counters! {
     EvictedOther => "conn.evicted.other",
     /// Established/assured connections evicted for room (idle long enough).
     EvictedEstablished => "conn.evicted.established",
+    /// A client's closed connection removed to make room for a new one of
+    /// the same client, at its `max_per_client` limit.
+    EvictedClientLimit => "conn.evicted.client_limit",
     /// Connections removed because their client went away.
     RemovedClientDown => "conn.removed.client_down",
     /// Connections removed because the rules no longer allow them.
@@ -100,8 +103,11 @@ counters! {
     UplinkEvents => "uplink.events",
     /// Uplink address events refused (not a unicast address).
     UplinkEventsBad => "uplink.events_bad",
-    /// Bigger than the uplink MTU without DF (would need fragmenting).
+    /// Bigger than the uplink MTU without DF (would need fragmenting); for a
+    /// super-packet, its segments are.
     DropTooBig => "drop.too_big",
+    /// A super-packet (segmentation offload) that is not whole TCP/IPv4.
+    DropBadGso => "drop.bad_gso",
     /// TTL expired on the way in (sender is outside; no error sent).
     DropTtlInbound => "drop.ttl_inbound",
     /// From the uplink, not addressed to the uplink address.

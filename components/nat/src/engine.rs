@@ -13,7 +13,7 @@ use moat_net::icmp_error::{self, Kind};
 use moat_net::icmpv4::{self, Icmpv4};
 use moat_net::ip::{Fragment, Transport, classify};
 use moat_net::ipv4::Ipv4;
-use moat_net::meta::{Meta, Verdict, flags};
+use moat_net::meta::{Gso, GsoKind, Meta, Verdict, flags};
 use moat_net::rewrite::{self, End};
 use moat_net::{Error, proto};
 
@@ -79,6 +79,9 @@ struct Settings {
 
 /// Entries looked at per call when removing a departed client's connections.
 const SWEEP: u32 = 4096;
+/// Closed entries looked at, per closed state, for one of a client at its
+/// limit (see [`Table::closed_of`]).
+const RECYCLE_SCAN: u32 = 64;
 /// Linux's `icmp_msgs_burst`.
 const ICMP_TOTAL_BURST: u32 = 50;
 const NS: u64 = 1_000_000_000;
@@ -403,7 +406,9 @@ impl<'a> Engine<'a> {
         meta: u32,
         now: u64,
     ) -> Result<Decision, C> {
-        let meta = Meta::of(&moat_component::PacketDesc { meta, ..Default::default() }).map_err(|_| C::DropBadMeta)?;
+        let word = moat_component::PacketDesc { meta, ..Default::default() };
+        let meta = Meta::of(&word).map_err(|_| C::DropBadMeta)?;
+        let gso = Gso::of(&word).map_err(|_| C::DropBadMeta)?;
         let slot = meta.iface.client_index().ok_or(C::DropBadMeta)?;
         let client = *self.clients.get(slot).filter(|s| s.up).ok_or(C::DropUnknownClient)?;
         match meta.verdict {
@@ -419,6 +424,7 @@ impl<'a> Engine<'a> {
         if src != client.ip {
             return Err(C::DropSpoofed);
         }
+        let segment = segment_len(pkt, &s, gso)?;
         let here = |fate| Ok(Decision { fate, start, len });
         if meta.verdict == Verdict::Reject {
             return self.icmp_error(buf, start, len, slot, Kind::V4_ADMIN_PROHIBITED, C::SentReject, true, now);
@@ -437,7 +443,8 @@ impl<'a> Engine<'a> {
             return Err(C::DropToSelf);
         }
         let uplink = self.uplink_ip()?;
-        if s.total_len > self.s.mtu {
+        // A super-packet leaves as segments: the MTU applies to each.
+        if segment > self.s.mtu {
             let df = Ipv4::parse(&*pkt).map_err(|_| C::DropMalformed)?.header().dont_fragment();
             if !df {
                 return Err(C::DropTooBig);
@@ -574,8 +581,13 @@ impl<'a> Engine<'a> {
 
     /// A new connection for `key` from client `slot`.
     fn create(&mut self, key: OutKey, slot: u8, dns: Option<usize>, now: u64) -> Result<u32, C> {
-        if self.clients.get(slot).is_none_or(|s| s.conns >= self.s.max_per_client) {
-            return Err(C::RefusedClientLimit);
+        let client = self.clients.get(slot).ok_or(C::RefusedClientLimit)?;
+        if client.conns >= self.s.max_per_client {
+            // At its limit, a client may reuse its own finished connections
+            // (a busy client's TIME_WAITs would otherwise lock it out for
+            // two minutes), never another's.
+            let old = self.table.closed_of(slot, RECYCLE_SCAN).ok_or(C::RefusedClientLimit)?;
+            self.remove(old, C::EvictedClientLimit);
         }
         if self.table.live() as usize >= self.table.capacity() {
             match self.table.first_expired(now) {
@@ -853,6 +865,20 @@ impl<'a> Engine<'a> {
         }
         Ok(())
     }
+}
+
+/// The size of the packets `pkt` becomes on the link: its total length, or
+/// for a super-packet (which must be whole TCP over IPv4) its headers plus
+/// one segment's payload.
+fn segment_len(pkt: &[u8], s: &moat_net::ip::Summary, gso: Option<Gso>) -> Result<usize, C> {
+    let Some(g) = gso else { return Ok(s.total_len) };
+    if g.kind() != GsoKind::TcpV4 || s.fragment != Fragment::Whole || !matches!(s.transport, Transport::Tcp { .. }) {
+        return Err(C::DropBadGso);
+    }
+    // classify checked the data offset against the packet's bytes.
+    let offset = pkt.get(s.l4_offset + 12).ok_or(C::DropMalformed)?;
+    let headers = s.l4_offset + usize::from(offset >> 4) * 4;
+    Ok(s.total_len.min(headers + usize::from(g.size())))
 }
 
 fn frag_counter(e: FragError) -> C {

@@ -23,13 +23,23 @@
 //! * **Router duties**: TTL is decremented; a client packet whose TTL would
 //!   expire is answered with ICMP time exceeded from `gateway_ip`; one that
 //!   is larger than the uplink MTU with DF set, with fragmentation needed
-//!   carrying the MTU. Errors to clients are rate-limited per client and in
+//!   carrying the MTU.
+//! * **Super-packets** (segmentation offload, `moat_net::meta::Gso`: up to
+//!   64 KiB of TCP that the last link cuts into segments) are translated
+//!   once, their checksums updated incrementally over the whole packet; the
+//!   MTU and DF rules apply to each segment's size (headers plus the
+//!   segment size), not to the total. What is forwarded keeps its
+//!   segmentation; an ICMP error built from one is an ordinary packet. A
+//!   super-packet that is not whole TCP/IPv4 is dropped (`drop.bad_gso`). Errors to clients are rate-limited per client and in
 //!   all. (A packet from outside whose TTL expires here is dropped and
 //!   counted without an error: `to_uplink` carries client buffers only.)
 //! * **Tables** live in state regions sized from the configuration
 //!   ([`config::Sizes`], [`config::BYTES_PER_CONNECTION`]): the
 //!   [`table`] with per-state age lists for exact, amortised expiry and
 //!   tiered eviction, and the [`ports`] allocator. Nothing is ever flushed.
+//!   A client at `max_per_client` makes room by reusing its own oldest
+//!   closed (CLOSE, TIME_WAIT) connection, never another client's
+//!   (`conn.evicted.client_limit`).
 //! * **Re-checks** ([`recheck`]): when a client's rules change, the rules
 //!   say so (`RulesToNat::Changed`); the NAT names that client's
 //!   connections back to them in small batches (`NatToRules::Check`) and
@@ -74,7 +84,7 @@ use moat_component::{
 };
 use moat_control::rules::RulesToNat;
 use moat_control::{ClientEvent, UplinkEvent};
-use moat_net::meta::{Iface, Meta, Verdict, flags};
+use moat_net::meta::{Gso, Iface, Meta, Verdict, flags};
 
 pub use config::NatConfig;
 use conn::{Conn, State};
@@ -220,8 +230,9 @@ impl Component for Nat {
         p.to_rules_ctl.flush(cx);
         p.from_rules.finish(cx)?;
         p.from_csum.finish(cx)?;
-        p.to_uplink_free.finish(cx)?;
-        p.to_clients_free.finish(cx)
+        // Returns wait for a batch: they need not wake the NAT one at a time.
+        p.to_uplink_free.finish_returns(cx)?;
+        p.to_clients_free.finish_returns(cx)
     }
 
     fn status(&self, out: &mut dyn Status) {
@@ -264,14 +275,17 @@ fn give_back(tx: &mut Tx<PacketDesc>, d: &PacketDesc) -> Result<(), Fault> {
 
 /// The descriptor for a decision: the packet may have moved in its buffer
 /// (an ICMP error built in front of it), and gets the interface it goes to.
+/// A super-packet stays one (its segmentation in `meta` travels on).
 fn forwarded(d: &PacketDesc, start: usize, dec: &Decision, iface: Iface) -> PacketDesc {
     let mut out = *d;
     // dec.start and start are offsets in one buffer (≤ 64 KiB).
     out.offset = (d.offset as usize - start + dec.start) as u32;
     out.len = dec.len as u32;
     if dec.start != start {
-        // A packet built here: every checksum in it is fresh.
+        // A packet built here: every checksum in it is fresh, and it is an
+        // ordinary packet even if it quotes a super-packet.
         out.flags = flags::CSUM_OK;
+        Gso::store(None, &mut out);
     }
     Meta { iface, verdict: Verdict::Accept }.store(&mut out);
     out
@@ -424,6 +438,13 @@ impl Nat {
             let Some(d) = p.from_csum.pop()? else { break };
             if self.uplink_custody.receive(&d).is_err() {
                 self.engine.count(C::BadDescriptors);
+                continue;
+            }
+            if Gso::of(&d).is_err() {
+                // Bits of `meta` no version defines: it would travel on.
+                self.engine.count(C::DropBadMeta);
+                let _ = self.uplink_custody.give_back(&d);
+                give_back(&mut p.from_csum_free, &d)?;
                 continue;
             }
             let (buf, start) =

@@ -391,6 +391,30 @@ impl<'a> Table<'a> {
         None
     }
 
+    /// The least recently active closed (tier 0: TCP CLOSE, TIME_WAIT)
+    /// entry of client `slot`, looking at no more than `scan` entries from
+    /// the oldest end of each closed list. For a client at its connection
+    /// limit, whose own finished connections may make room (as Linux
+    /// reuses a TIME_WAIT entry for a new SYN) but nobody else's may.
+    pub fn closed_of(&self, slot: u8, scan: u32) -> Option<u32> {
+        State::ALL
+            .iter()
+            .filter(|s| s.tier() == 0)
+            .filter_map(|s| {
+                let mut at = self.lists[s.index()].head;
+                for _ in 0..scan {
+                    let i = at.checked_sub(1)?;
+                    let c = &self.conns[i as usize];
+                    if c.slot == slot {
+                        return Some(i);
+                    }
+                    at = c.next_age;
+                }
+                None
+            })
+            .min_by_key(|&i| self.conns[i as usize].last_seen)
+    }
+
     /// Checks every structural invariant (O(capacity); for tests and fuzzing):
     /// each live entry is found by both its keys, lists are consistent and
     /// sorted, counts add up, chains are bounded, free entries are zeroed.

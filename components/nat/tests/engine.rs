@@ -7,6 +7,7 @@ mod common;
 use common::*;
 use moat_nat::Fate;
 use moat_nat::counters::C;
+use moat_nat::table::OutKey;
 use moat_net::icmpv4::Icmpv4;
 use moat_net::ipv4::Ipv4;
 use moat_net::meta::Verdict;
@@ -229,5 +230,66 @@ fn a_departed_clients_connections_go_in_bounded_steps() {
     assert_eq!(e.counters().get(C::RemovedClientDown), 300);
     assert!(e.accepts_client_events());
     assert!(e.client_event(&up(1)));
+    e.check().unwrap();
+}
+
+/// A client at `max_per_client` whose connections are finished (a burst of
+/// short HTTP requests leaves them in TIME_WAIT for two minutes) opens new
+/// ones by recycling its own oldest closed entry; it never takes another
+/// client's, nor one of its own that is still open.
+#[test]
+fn a_client_at_its_limit_reuses_its_own_closed_connections() {
+    let mut cfg = config();
+    cfg.max_per_client = 4;
+    let mut e = engine(&cfg, 2);
+    let mut t = 0;
+    let mut open = |e: &mut moat_nat::Engine, slot: u8, port: u16, close: bool| -> Fate {
+        t += S / 1000;
+        let c = client_ip(slot);
+        let mut b = Buf::new(&tcp(c, SERVER, port, 80, tcpf::SYN, b""));
+        let fate = b.out(e, slot, Verdict::Accept, t).fate;
+        if fate != Fate::Uplink {
+            return fate;
+        }
+        let nat = tuple(b.packet()).2;
+        assert_eq!(
+            Buf::new(&tcp(SERVER, UPLINK, 80, nat, tcpf::SYN | tcpf::ACK, b"")).inb(e, t).fate,
+            Fate::Client(slot)
+        );
+        assert_eq!(
+            Buf::new(&tcp(c, SERVER, port, 80, tcpf::ACK, b"")).out(e, slot, Verdict::Accept, t).fate,
+            Fate::Uplink
+        );
+        if close {
+            assert_eq!(
+                Buf::new(&tcp(c, SERVER, port, 80, tcpf::RST, b"")).out(e, slot, Verdict::Accept, t).fate,
+                Fate::Uplink
+            );
+        }
+        fate
+    };
+    // Client 1: four closed connections of its own.
+    for p in 0..4 {
+        assert_eq!(open(&mut e, 1, 3000 + p, true), Fate::Uplink);
+    }
+    // Client 0: two open, two closed; then two more reuse the closed ones.
+    for (p, close) in [(1, false), (2, true), (3, false), (4, true)] {
+        assert_eq!(open(&mut e, 0, 2000 + p, close), Fate::Uplink);
+    }
+    let alive = |e: &moat_nat::Engine, slot: u8, port: u16| {
+        let k = OutKey { proto: 6, client_ip: client_ip(slot), client_port: port, remote_ip: SERVER, remote_port: 80 };
+        e.table().find_out(&k).is_some()
+    };
+    assert_eq!(open(&mut e, 0, 2005, false), Fate::Uplink);
+    assert!(!alive(&e, 0, 2002), "the oldest closed one went");
+    assert!(alive(&e, 0, 2004));
+    assert_eq!(open(&mut e, 0, 2006, false), Fate::Uplink);
+    assert!(!alive(&e, 0, 2004));
+    // Now all four are open: refused, and client 1's closed ones stay.
+    assert_eq!(open(&mut e, 0, 2007, false), Fate::Drop(C::RefusedClientLimit));
+    assert!((0..4).all(|p| alive(&e, 1, 3000 + p)));
+    assert!([2001, 2003, 2005, 2006].iter().all(|&p| alive(&e, 0, p)));
+    assert_eq!(e.counters().get(C::EvictedClientLimit), 2);
+    assert_eq!(e.clients().get(0).unwrap().conns, 4);
     e.check().unwrap();
 }

@@ -382,7 +382,8 @@ impl Rules {
         p.to_nat.flush(cx);
         p.from_csum_free.flush(cx);
         p.from_csum.finish(cx)?;
-        p.to_nat_free.finish(cx)
+        // Returns wait for a batch: they need not wake rules one at a time.
+        p.to_nat_free.finish_returns(cx)
     }
 }
 

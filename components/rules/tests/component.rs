@@ -421,3 +421,30 @@ fn a_full_nat_ring_holds_the_news_until_there_is_room() {
         "{second:?}"
     );
 }
+
+#[test]
+fn a_super_packet_is_judged_by_its_headers_and_keeps_its_segmentation() {
+    use moat_net::meta::{Gso, GsoKind};
+    let mut r = rig();
+    // What rules reads is the headers, so a small packet stands in for a
+    // super-packet here: the verdict is the same, and the segmentation bits
+    // of `meta` (moat_net::meta) travel on to the NAT untouched.
+    let gso = Gso::new(GsoKind::TcpV4, 1448);
+    let packets = [testing::tcp_v4(WORK, NET, 40000, 443, b"x"), testing::udp_v4(WORK, NET, 1, 123, b"t")];
+    for (i, p) in packets.iter().enumerate() {
+        let mut d =
+            PacketDesc { pool: POOL, flags: 0, offset: i as u32 * 2048 + HEADROOM, len: p.len() as u32, meta: 0 };
+        Meta { iface: Iface::client(SLOT).unwrap(), verdict: Verdict::None }.store(&mut d);
+        Gso::store(gso, &mut d);
+        r.pool.packet_mut(&d).unwrap().copy_from_slice(p);
+        r.up.push(&d).unwrap();
+    }
+    let _ = r.up.publish();
+    r.rules.call(Instant::ZERO).unwrap();
+    let out = Rig::drain(&mut r.down);
+    assert_eq!(out.iter().map(verdict).collect::<Vec<_>>(), [Verdict::Accept, Verdict::Reject]);
+    for d in &out {
+        assert_eq!(Gso::of(d), Ok(gso), "segmentation kept");
+        assert_eq!(Meta::of(d).unwrap().iface, Iface::client(SLOT).unwrap());
+    }
+}

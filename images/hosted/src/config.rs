@@ -19,6 +19,13 @@
 //!
 //! [substitute]                    # optional: instance name = "clients" | "uplink" | "control"
 //! netback = "clients"             # default: by crate (components/netback, netfront, xenstore)
+//!
+//! [offload]                       # optional
+//! segmentation = true             # default: TSO through the graph (see docs/hosted.md)
+//!
+//! [sched]                         # optional
+//! cpus = [1]                      # the CPUs the graph's processes share; [] lets
+//!                                 # the kernel place them; default: the last CPU
 //! ```
 
 use std::collections::BTreeMap;
@@ -46,6 +53,58 @@ pub struct HostedConfig {
     pub uplink: Option<Uplink>,
     /// Substitutions by instance name.
     pub substitute: Vec<(String, Role)>,
+    /// What the TAPs offload, and what the graph is laid out for.
+    pub offload: Offload,
+    /// Where the graph's processes run.
+    pub cpus: Cpus,
+}
+
+/// The CPUs the graph's processes may run on (all of them the same set).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum Cpus {
+    /// One CPU, the highest-numbered the supervisor may use: every hand-off
+    /// between processes is then a wake-up on the same CPU, which costs far
+    /// less (and waits far less behind other work) than one across CPUs.
+    #[default]
+    One,
+    /// Wherever the kernel puts them.
+    Any,
+    /// These.
+    List(Vec<usize>),
+}
+
+impl Cpus {
+    /// The set to restrict every process to, if any, checked against the
+    /// CPUs this process may use.
+    pub fn resolve(&self) -> Result<Option<Vec<usize>>, String> {
+        let allowed = crate::sys::allowed_cpus().map_err(|e| format!("sched_getaffinity: {e}"))?;
+        match self {
+            Cpus::Any => Ok(None),
+            Cpus::One => Ok(allowed.last().map(|&c| vec![c])),
+            Cpus::List(l) => match l.iter().find(|c| !allowed.contains(c)) {
+                Some(c) => Err(format!("sched.cpus: CPU {c} is not one this process may use ({allowed:?})")),
+                None => Ok(Some(l.clone())),
+            },
+        }
+    }
+}
+
+/// Offloads between the kernel and the graph.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Offload {
+    /// TCP segmentation offload end to end: both TAPs hand over and take
+    /// TCP/IPv4 super-packets of up to 64 KiB (and partial checksums, which
+    /// TSO needs), the pools' buffers are raised to 64 KiB, and csum is told
+    /// the uplink negotiated checksum offload. Off: 1500-byte frames, the
+    /// pools as `system.toml` has them, checksum offload from clients only
+    /// (what the Xen image does).
+    pub segmentation: bool,
+}
+
+impl Default for Offload {
+    fn default() -> Self {
+        Offload { segmentation: true }
+    }
 }
 
 /// One client.
@@ -88,6 +147,20 @@ struct Raw {
     uplink: Option<RawUplink>,
     #[serde(default)]
     substitute: BTreeMap<String, String>,
+    offload: Option<RawOffload>,
+    sched: Option<RawSched>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSched {
+    cpus: Option<Vec<usize>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawOffload {
+    segmentation: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -163,7 +236,16 @@ impl HostedConfig {
                 .ok_or(format!("substitute.{name}: `{role}` is not a role (clients, uplink or control)"))?;
             substitute.push((name, r));
         }
-        Ok(HostedConfig { clients, uplink, substitute })
+        let mut offload = Offload::default();
+        if let Some(seg) = raw.offload.and_then(|o| o.segmentation) {
+            offload.segmentation = seg;
+        }
+        let cpus = match raw.sched.and_then(|s| s.cpus) {
+            None => Cpus::One,
+            Some(l) if l.is_empty() => Cpus::Any,
+            Some(l) => Cpus::List(l),
+        };
+        Ok(HostedConfig { clients, uplink, substitute, offload, cpus })
     }
 }
 
@@ -195,6 +277,15 @@ mod tests {
         let u = c.uplink.unwrap();
         assert_eq!((u.gateway, u.mac), (Ipv4Addr::new(10, 138, 0, 1), DEFAULT_UPLINK_MAC));
         assert_eq!(c.substitute, [("back".to_string(), Role::Clients)]);
+        assert!(c.offload.segmentation, "on unless turned off");
+        let off = HostedConfig::parse("[offload]\nsegmentation = false").unwrap();
+        assert!(!off.offload.segmentation);
+        assert_eq!(c.cpus, Cpus::One);
+        assert_eq!(HostedConfig::parse("[sched]\ncpus = []").unwrap().cpus, Cpus::Any);
+        assert_eq!(HostedConfig::parse("[sched]\ncpus = [0]").unwrap().cpus, Cpus::List(vec![0]));
+        assert_eq!(Cpus::Any.resolve(), Ok(None));
+        assert_eq!(Cpus::One.resolve().unwrap().map(|l| l.len()), Some(1));
+        assert!(Cpus::List(vec![100_000]).resolve().unwrap_err().contains("CPU 100000"));
     }
 
     #[test]
@@ -207,5 +298,6 @@ mod tests {
         assert!(e(twice).contains("address 10.0.0.1 is used twice"));
         assert!(e("[substitute]\nnetback='tap'").contains("not a role"));
         assert!(e("colour = 'blue'").contains("unknown field"));
+        assert!(e("[offload]\ntso = true").contains("unknown field"));
     }
 }

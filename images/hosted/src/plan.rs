@@ -209,8 +209,34 @@ pub fn roles(system: &System, substitute: &[(String, Role)]) -> Result<Vec<Optio
         .collect())
 }
 
-/// Lays `system` out for the hosted image.
-pub fn plan(system: &System, substitute: &[(String, Role)]) -> Result<Plan, PlanError> {
+/// Bytes per pool buffer when segmentation offload is on: a TCP/IPv4
+/// super-packet of up to 64 KiB (the most a TAP hands over) fits one.
+pub const SEGMENTATION_BUFFER: u32 = 65536;
+
+/// A pool's buffer size in the hosted layout: raised to
+/// [`SEGMENTATION_BUFFER`] with segmentation offload (the Xen image keeps
+/// `system.toml`'s, small for its memory budget; here the memfd pages a
+/// buffer does not touch cost nothing).
+fn buffer_size(pool: &moat_system::model::Pool, segmentation: bool) -> u32 {
+    if segmentation { pool.buffer_size.max(SEGMENTATION_BUFFER) } else { pool.buffer_size }
+}
+
+/// The configuration blob a component gets: the system's, except that with
+/// segmentation offload csum is told the uplink negotiated checksum offload
+/// (TSO from the uplink TAP comes with partial checksums).
+fn config_blob(kind: &Kind, blob: &[u8], segmentation: bool) -> Result<Vec<u8>, PlanError> {
+    if !segmentation || kind.name != <moat_csum::Csum as moat_component::Component>::NAME {
+        return Ok(blob.to_vec());
+    }
+    let mut c: moat_csum::CsumConfig =
+        postcard::from_bytes(blob).map_err(|_| PlanError("csum's configuration does not decode".into()))?;
+    c.uplink_offload = true;
+    postcard::to_stdvec(&c).map_err(|_| PlanError("csum's configuration does not encode".into()))
+}
+
+/// Lays `system` out for the hosted image; with `segmentation`, for
+/// segmentation offload ([`crate::config::Offload`]).
+pub fn plan(system: &System, substitute: &[(String, Role)], segmentation: bool) -> Result<Plan, PlanError> {
     let roles = roles(system, substitute)?;
     let io = |e: std::io::Error| PlanError(format!("cannot create shared memory: {e}"));
     let mut regions = Vec::new();
@@ -231,7 +257,7 @@ pub fn plan(system: &System, substitute: &[(String, Role)]) -> Result<Plan, Plan
     }
     for p in &system.pools {
         let name = format!("pool:{}", p.name);
-        let size = p.bytes() as usize;
+        let size = buffer_size(p, segmentation) as usize * p.count as usize;
         let fd = sys::memfd(&name, size as u64).map_err(io)?;
         let ro = Some(sys::reopen_read_only(&fd).map_err(io)?);
         regions.push(RegionFile { name, fd, ro, size });
@@ -288,7 +314,7 @@ pub fn plan(system: &System, substitute: &[(String, Role)]) -> Result<Plan, Plan
                 }
                 Wire::Pool(pool) => {
                     let pl = &system.pools[pool];
-                    let geometry = PoolGeometry::new(pl.id, pl.buffer_size, pl.count)
+                    let geometry = PoolGeometry::new(pl.id, buffer_size(pl, segmentation), pl.count)
                         .map_err(|_| PlanError(format!("pool `{}` has an impossible geometry", pl.name)))?;
                     PortWire::Pool { pool, geometry, writable: p.writable }
                 }
@@ -303,13 +329,12 @@ pub fn plan(system: &System, substitute: &[(String, Role)]) -> Result<Plan, Plan
                 wire,
             });
         }
-        procs.push(ProcSpec {
-            name: c.name.clone(),
-            runs,
-            budget: c.budget,
-            config: c.config_blob.clone().unwrap_or_default(),
-            ports,
-        });
+        let blob = c.config_blob.as_deref().unwrap_or_default();
+        let config = match runs {
+            Runs::Component(kind) => config_blob(kind, blob, segmentation)?,
+            Runs::Adapter(_) => blob.to_vec(),
+        };
+        procs.push(ProcSpec { name: c.name.clone(), runs, budget: c.budget, config, ports });
     }
     for (ring, r) in system.rings.iter().enumerate() {
         for (end, producer) in [(&r.from, true), (&r.to, false)] {

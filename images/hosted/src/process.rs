@@ -17,7 +17,7 @@ use crate::config::HostedConfig;
 use crate::kinds::Task;
 use crate::plan::{Plan, Role, Runs};
 use crate::sys;
-use crate::tap::Tap;
+use crate::tap::{Offload, Tap};
 use crate::worker::{self, Loop, Wakes};
 
 /// Exit status of a process whose component faulted.
@@ -26,10 +26,22 @@ pub const EXIT_FAULT: i32 = 70;
 pub const EXIT_PANIC: i32 = 71;
 
 /// The body of forked child `i`. Never returns.
-pub fn child_main(plan: &Plan, i: usize, ctrl: RawFd, base_ns: u64, hosted: &HostedConfig) -> ! {
+pub fn child_main(
+    plan: &Plan,
+    i: usize,
+    ctrl: RawFd,
+    base_ns: u64,
+    hosted: &HostedConfig,
+    cpus: Option<&[usize]>,
+) -> ! {
     sys::die_with_parent();
     sys::unblock_all_signals();
-    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| body(plan, i, ctrl, base_ns, hosted)));
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        if let Some(cpus) = cpus {
+            sys::set_cpus(cpus).map_err(|e| format!("cannot run on CPUs {cpus:?}: {e}"))?;
+        }
+        body(plan, i, ctrl, base_ns, hosted)
+    }));
     let (code, msg) = match r {
         Ok(Ok(())) => (0, None),
         Ok(Err(msg)) => (EXIT_FAULT, Some(msg)),
@@ -52,9 +64,10 @@ pub fn child_main(plan: &Plan, i: usize, ctrl: RawFd, base_ns: u64, hosted: &Hos
 fn start_adapter(role: Role, b: &mut HostBinder<'_>, hosted: &HostedConfig) -> Result<Box<dyn Task>, String> {
     match role {
         Role::Clients => {
+            let offload = if hosted.offload.segmentation { Offload::Segmentation } else { Offload::Csum };
             let mut links: Vec<Box<dyn Frames>> = Vec::new();
             for c in &hosted.clients {
-                let tap = Tap::open(&c.tap, c.netns.as_deref(), true).map_err(|e| format!("client TAP: {e}"))?;
+                let tap = Tap::open(&c.tap, c.netns.as_deref(), offload).map_err(|e| format!("client TAP: {e}"))?;
                 links.push(Box::new(tap));
             }
             Clients::start(b, hosted.clients.clone(), links)
@@ -63,7 +76,8 @@ fn start_adapter(role: Role, b: &mut HostBinder<'_>, hosted: &HostedConfig) -> R
         }
         Role::Uplink => {
             let u = hosted.uplink.clone().ok_or("the hosted config has no [uplink]")?;
-            let tap = Tap::open(&u.tap, u.netns.as_deref(), false).map_err(|e| format!("uplink TAP: {e}"))?;
+            let offload = if hosted.offload.segmentation { Offload::Segmentation } else { Offload::None };
+            let tap = Tap::open(&u.tap, u.netns.as_deref(), offload).map_err(|e| format!("uplink TAP: {e}"))?;
             Uplink::start(b, u, Box::new(tap)).map(|c| Box::new(c) as Box<dyn Task>).map_err(|f| worker::describe(&f))
         }
         Role::Control => Err("the control role is played by the supervisor".into()),

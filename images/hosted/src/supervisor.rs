@@ -79,7 +79,8 @@ impl Graph {
     /// Starts every process of `system` (Xen drivers substituted as the
     /// hosted config says) and waits until each is running.
     pub fn start(system: &System, hosted: &HostedConfig) -> Result<Graph, String> {
-        let plan = plan::plan(system, &hosted.substitute).map_err(|e| e.to_string())?;
+        let plan = plan::plan(system, &hosted.substitute, hosted.offload.segmentation).map_err(|e| e.to_string())?;
+        let cpus = hosted.cpus.resolve()?;
         let base_ns = sys::monotonic_ns();
         let mut graph = Graph { plan, children: Vec::new(), base_ns, taken: Vec::new() };
         for i in 0..graph.plan.procs.len() {
@@ -90,7 +91,7 @@ impl Graph {
             match unsafe { sys::fork() }.map_err(|e| format!("fork: {e}"))? {
                 sys::Forked::Child => {
                     drop(mine);
-                    process::child_main(&graph.plan, i, theirs.as_raw_fd(), base_ns, hosted)
+                    process::child_main(&graph.plan, i, theirs.as_raw_fd(), base_ns, hosted, cpus.as_deref())
                 }
                 sys::Forked::Parent(pid) => {
                     let spec = &graph.plan.procs[i];

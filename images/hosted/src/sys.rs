@@ -180,6 +180,13 @@ impl Epoll {
         self.ctl(libc::EPOLL_CTL_ADD, fd, libc::EPOLLIN as u32, token)
     }
 
+    /// Watches eventfd `fd` edge-triggered, reporting `token`: each write
+    /// to it is one report, so it never needs reading (the count it keeps
+    /// would take centuries of writes to fill).
+    pub fn add_edge(&self, fd: RawFd, token: u64) -> Result<()> {
+        self.ctl(libc::EPOLL_CTL_ADD, fd, (libc::EPOLLIN | libc::EPOLLET) as u32, token)
+    }
+
     /// Turns input watching of `fd` on or off.
     pub fn set_input(&self, fd: RawFd, token: u64, on: bool) -> Result<()> {
         self.ctl(libc::EPOLL_CTL_MOD, fd, if on { libc::EPOLLIN as u32 } else { 0 }, token)
@@ -417,9 +424,49 @@ pub fn die_with_parent() {
     unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) };
 }
 
+/// The CPUs this process may run on (`sched_getaffinity`), lowest first.
+pub fn allowed_cpus() -> Result<Vec<usize>> {
+    // SAFETY: a zeroed cpu_set_t is a valid empty set; the call fills it.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    // SAFETY: set is a valid cpu_set_t of the size given.
+    check(unsafe { libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) })?;
+    // SAFETY: CPU_ISSET reads the set for indices below CPU_SETSIZE.
+    Ok((0..libc::CPU_SETSIZE as usize).filter(|&c| unsafe { libc::CPU_ISSET(c, &set) }).collect())
+}
+
+/// Restricts this process to `cpus` (`sched_setaffinity`).
+pub fn set_cpus(cpus: &[usize]) -> Result<()> {
+    // SAFETY: a zeroed cpu_set_t is a valid empty set.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    for &c in cpus {
+        if c >= libc::CPU_SETSIZE as usize {
+            return Err(Error::other(format!("CPU {c} is past the most the kernel's set holds")));
+        }
+        // SAFETY: c is below CPU_SETSIZE (checked).
+        unsafe { libc::CPU_SET(c, &mut set) };
+    }
+    // SAFETY: set is a valid cpu_set_t of the size given.
+    check(unsafe { libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) }).map(drop)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn affinity_round_trips() {
+        let all = allowed_cpus().unwrap();
+        assert!(!all.is_empty());
+        let last = *all.last().unwrap();
+        // In a thread of its own, so the test process keeps its CPUs.
+        std::thread::spawn(move || {
+            set_cpus(&[last]).unwrap();
+            assert_eq!(allowed_cpus().unwrap(), [last]);
+            assert!(set_cpus(&[libc::CPU_SETSIZE as usize]).is_err());
+        })
+        .join()
+        .unwrap();
+    }
 
     #[test]
     fn memfd_mappings_share_memory_and_read_only_stays_read_only() {

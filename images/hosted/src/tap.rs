@@ -20,6 +20,7 @@ pub const VNET_DATA_VALID: u8 = 2;
 const TUNSETIFF: libc::c_ulong = 0x4004_54ca;
 const TUNSETOFFLOAD: libc::c_ulong = 0x4004_54d0;
 const TUN_F_CSUM: libc::c_ulong = 0x01;
+const TUN_F_TSO4: libc::c_ulong = 0x02;
 const IFF_TAP: libc::c_short = 0x0002;
 const IFF_NO_PI: libc::c_short = 0x1000;
 const IFF_VNET_HDR: libc::c_short = 0x4000;
@@ -29,6 +30,20 @@ struct IfReq {
     name: [u8; 16],
     flags: libc::c_short,
     _pad: [u8; 22],
+}
+
+/// What the kernel may hand over unfinished (`TUNSETOFFLOAD`). Frames
+/// *to* the kernel may always carry a partial checksum or be super-packets;
+/// this is about frames from it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Offload {
+    /// Every checksum complete, every frame at most the MTU.
+    None,
+    /// TCP/UDP checksums may be partial ([`VNET_NEEDS_CSUM`]).
+    Csum,
+    /// Partial checksums, and TCP/IPv4 super-packets of up to 64 KiB
+    /// (`GSO_TCPV4`, TSO).
+    Segmentation,
 }
 
 /// An open TAP device.
@@ -71,11 +86,8 @@ fn in_netns<T>(netns: Option<&str>, f: impl FnOnce() -> Result<T>) -> Result<T> 
 
 impl Tap {
     /// Opens (creating if absent) TAP `name`, in network namespace `netns`
-    /// if given. With `csum_offload` the kernel may hand over frames whose
-    /// TCP/UDP checksum is partial (flagged [`VNET_NEEDS_CSUM`]); without it
-    /// the kernel completes every checksum first. Segmentation offloads stay
-    /// off: a frame always fits one packet buffer.
-    pub fn open(name: &str, netns: Option<&str>, csum_offload: bool) -> Result<Tap> {
+    /// if given, with the kernel allowed to hand over what `offload` says.
+    pub fn open(name: &str, netns: Option<&str>, offload: Offload) -> Result<Tap> {
         if name.is_empty() || name.len() > 15 {
             return Err(Error::other(format!("TAP name `{name}` must have 1 to 15 characters")));
         }
@@ -96,7 +108,11 @@ impl Tap {
             }
             Ok(fd)
         })?;
-        let offload = if csum_offload { TUN_F_CSUM } else { 0 };
+        let offload = match offload {
+            Offload::None => 0,
+            Offload::Csum => TUN_F_CSUM,
+            Offload::Segmentation => TUN_F_CSUM | TUN_F_TSO4,
+        };
         // SAFETY: TUNSETOFFLOAD takes its argument by value.
         if unsafe { libc::ioctl(fd.as_raw_fd(), TUNSETOFFLOAD, offload) } < 0 {
             return Err(Error::last_os_error());
@@ -112,8 +128,15 @@ impl Tap {
 
 impl Frames for Tap {
     fn recv(&mut self, buf: &mut [u8]) -> Result<Option<usize>> {
-        // SAFETY: reads into a valid writable slice.
-        let n = unsafe { libc::read(self.fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+        // A frame longer than `buf` would be cut to it silently; the spill
+        // iovec makes the cut visible (a length past `buf`).
+        let mut spill = [0u8; 64];
+        let iov = [
+            libc::iovec { iov_base: buf.as_mut_ptr().cast(), iov_len: buf.len() },
+            libc::iovec { iov_base: spill.as_mut_ptr().cast(), iov_len: spill.len() },
+        ];
+        // SAFETY: both iovecs point into live, writable buffers of their lengths.
+        let n = unsafe { libc::readv(self.fd.as_raw_fd(), iov.as_ptr(), 2) };
         if n < 0 {
             let e = Error::last_os_error();
             return if e.raw_os_error() == Some(libc::EAGAIN) { Ok(None) } else { Err(e) };

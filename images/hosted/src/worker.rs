@@ -88,7 +88,7 @@ impl Loop {
     pub fn new(wakes: Wakes, ctrl: RawFd, extra: Vec<RawFd>, budget: u32, base_ns: u64) -> std::io::Result<Loop> {
         let epoll = sys::Epoll::new()?;
         for &(ch, fd) in &wakes.mine {
-            epoll.add(fd, u64::from(ch))?;
+            epoll.add_edge(fd, u64::from(ch))?;
         }
         let timer = sys::timerfd()?;
         epoll.add(std::os::fd::AsRawFd::as_raw_fd(&timer), TOKEN_TIMER)?;
@@ -108,11 +108,17 @@ impl Loop {
                 sys::signal(fd);
             }
         }
-        let wake = cx.requested_wake();
-        if wake != self.armed_at {
-            let at = wake.map_or(0, |t| self.base_ns.saturating_add(t.as_nanos()).max(1));
+        // Re-armed only for an earlier time: a component that moves its
+        // deadline later on every packet (the NAT's idle timeouts) would
+        // otherwise cost a system call per packet. A timer left armed for
+        // an earlier time just calls the component early (or for nothing),
+        // and it asks again.
+        if let Some(t) = cx.requested_wake()
+            && self.armed_at.is_none_or(|armed| t < armed)
+        {
+            let at = self.base_ns.saturating_add(t.as_nanos()).max(1);
             sys::timer_set(std::os::fd::AsRawFd::as_raw_fd(&self.timer), at, 0)?;
-            self.armed_at = wake;
+            self.armed_at = Some(t);
         }
         self.again = cx.wants_again();
         Ok(())
@@ -163,11 +169,9 @@ impl Loop {
                         }
                     }
                     ch => {
-                        if let Some(&(c, fd)) = self.wakes.mine.iter().find(|(c, _)| u64::from(*c) == ch) {
-                            sys::drain(fd);
-                            if let Some(c) = Channel::new(c) {
-                                signals.insert(c);
-                            }
+                        // Edge-triggered: nothing to drain.
+                        if let Some(c) = u8::try_from(ch).ok().and_then(Channel::new) {
+                            signals.insert(c);
                         }
                     }
                 }

@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use moat_hosted::config::HostedConfig;
+use moat_hosted::config::{HostedConfig, Offload};
 use moat_hosted::supervisor::{Graph, Waker};
 use moat_hosted::sys;
 use moat_ring::{Consumer, Message, PacketDesc};
@@ -13,6 +13,12 @@ use moat_ring::{Consumer, Message, PacketDesc};
 fn echo_system() -> moat_system::System {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tools/moat/tests/ok/echo.toml");
     moat_system::load(&path).unwrap_or_else(|r| panic!("{r}"))
+}
+
+/// No TAPs, and the test system's own pool geometry (no segmentation
+/// offload raising the buffers to 64 KiB).
+fn plain() -> HostedConfig {
+    HostedConfig { offload: Offload { segmentation: false }, ..HostedConfig::default() }
 }
 
 /// Pops from `c` until `n` items came or 5 s passed.
@@ -37,7 +43,7 @@ fn collect<T: Message>(c: &mut Consumer<T>, w: &Waker, n: usize) -> Vec<T> {
 #[test]
 fn packets_cross_two_processes_and_come_back() {
     let system = echo_system();
-    let mut g = Graph::start(&system, &HostedConfig::default()).unwrap();
+    let mut g = Graph::start(&system, &plain()).unwrap();
     let (mut source, source_w) = g.producer::<PacketDesc>("source").unwrap();
     let (mut source_free, source_free_w) = g.consumer::<PacketDesc>("source_free").unwrap();
     let (mut sink, sink_w) = g.consumer::<PacketDesc>("sink").unwrap();
@@ -96,7 +102,7 @@ fn shared_maps(pid: i32) -> Vec<(String, String)> {
 #[test]
 fn each_process_maps_only_its_own_regions() {
     let system = echo_system();
-    let g = Graph::start(&system, &HostedConfig::default()).unwrap();
+    let g = Graph::start(&system, &plain()).unwrap();
     let procs = g.processes();
     let pid = |n: &str| procs.iter().find(|(name, _)| name == n).unwrap().1;
     let rw = "rw-s".to_string();
@@ -134,7 +140,7 @@ fn each_process_maps_only_its_own_regions() {
 #[test]
 fn a_crash_is_reported_by_name_and_the_graph_fails_closed() {
     let system = echo_system();
-    let mut g = Graph::start(&system, &HostedConfig::default()).unwrap();
+    let mut g = Graph::start(&system, &plain()).unwrap();
     // (Not SIGSEGV: Rust's stack-overflow handler ignores one that no
     // faulting instruction raised.)
     assert!(g.signal("second", libc::SIGABRT));
@@ -158,7 +164,7 @@ fn a_crash_is_reported_by_name_and_the_graph_fails_closed() {
 #[test]
 fn a_peer_that_breaks_the_ring_is_named_in_the_fault() {
     let system = echo_system();
-    let mut g = Graph::start(&system, &HostedConfig::default()).unwrap();
+    let mut g = Graph::start(&system, &plain()).unwrap();
     let (_source, source_w) = g.producer::<PacketDesc>("source").unwrap();
     // Write an impossible producer index into the ring, as a broken
     // runtime would, and wake the component.

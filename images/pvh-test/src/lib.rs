@@ -1,10 +1,9 @@
 //! Building the PVH image and booting it under QEMU, for the boot test and
 //! the boot benchmark.
 //!
-//! The image is built exactly as documented in `images/pvh/README.md`
-//! (`cargo build --release` in `images/pvh`), with the environment of the
-//! outer cargo removed so the image's own `.cargo/config.toml` and the
-//! repository's `rust-toolchain.toml` decide. QEMU runs with the image's
+//! The image is the one `moat build` makes from the repository's
+//! `system.toml` (the tool's library does the same as the command), so the
+//! boot test boots what a user would install. QEMU runs with the image's
 //! debug console (port 0xe9) in a file and `isa-debug-exit` at 0xf4; a run is
 //! judged by what the image printed and the exit status it chose.
 
@@ -18,26 +17,25 @@ pub fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().expect("repository root")
 }
 
-/// Where the documented build puts the image.
+/// Where the tests' image goes (beside the image build's target directory).
 pub fn image_path() -> PathBuf {
-    root().join("target/pvh/x86_64-unknown-none/release/moat-pvh")
+    root().join("target/pvh-test/sys-firewall.pvh")
 }
 
-/// Builds the image (a no-op when it is up to date) and returns its path.
+/// Builds the image for the repository's `system.toml` with `moat build`
+/// (a no-op for cargo when it is up to date) and returns its path.
 pub fn build_image() -> PathBuf {
-    let mut cmd = Command::new("cargo");
-    cmd.args(["build", "--release", "--quiet"]).current_dir(root().join("images/pvh"));
-    for (k, _) in std::env::vars_os() {
-        let k = k.to_string_lossy().into_owned();
-        if k.starts_with("CARGO") || k.starts_with("RUST") || k == "MOAT_MANIFEST" {
-            cmd.env_remove(k);
-        }
+    let opts = moat::build::Options {
+        system: root().join("system.toml"),
+        out: Some(image_path()),
+        target_dir: None,
+        progress: false,
+    };
+    match moat::build::build(&opts) {
+        Ok(b) => b.image,
+        Err(moat::build::Error::Check(r)) => panic!("system.toml does not check:\n{r}"),
+        Err(moat::build::Error::Other(e)) => panic!("moat build failed: {e}"),
     }
-    let out = cmd.output().expect("run cargo to build the PVH image");
-    assert!(out.status.success(), "building the PVH image failed:\n{}", String::from_utf8_lossy(&out.stderr));
-    let path = image_path();
-    assert!(path.is_file(), "the build did not produce {}", path.display());
-    path
 }
 
 /// What one boot printed and how it ended.

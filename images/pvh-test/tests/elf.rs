@@ -56,9 +56,13 @@ fn selftest_manifest_is_embedded_and_valid() {
     let file = object::File::parse(&*data).unwrap();
     let sec = file.section_by_name(".moat.selftest").expect(".moat.selftest section");
     let bytes = sec.data().unwrap();
-    assert_eq!(bytes, selftest_plan().as_slice(), "the build embeds selftest_plan() unchanged");
+    assert_eq!(bytes, selftest_plan().encode().unwrap().as_slice(), "the build embeds selftest_plan() unchanged");
     let m = Manifest::parse(bytes).unwrap();
     assert_eq!(m.header().system, "selftest");
     let system = file.section_by_name(".moat.manifest").expect(".moat.manifest section");
-    assert!(system.data().unwrap().is_empty(), "no MOAT_MANIFEST given: empty system section");
+    let checked = moat_system::load(&moat_pvh_test::root().join("system.toml")).unwrap();
+    let (laid_out, _) = moat::build::lay_out(&checked).unwrap();
+    assert_eq!(system.data().unwrap(), laid_out.as_slice(), "the image embeds system.toml as laid out");
+    let m = Manifest::parse(&laid_out).unwrap();
+    assert_eq!(m.header().system, "sys-firewall");
 }

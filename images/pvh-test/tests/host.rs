@@ -12,7 +12,14 @@ use moat_runtime::system::{self, Kind, kind};
 
 include!("../../pvh/selftest_plan.rs");
 
-const KINDS: &[Kind] = &[kind::<Traffic>(), kind::<moat_echo::Echo>()];
+const KINDS: &[Kind] = &[
+    kind::<Traffic>(),
+    kind::<moat_runtime::selftest::reflector::Reflector>(),
+    kind::<moat_runtime::selftest::clients::Clients>(),
+    kind::<moat_csum::Csum>(),
+    kind::<moat_rules::Rules>(),
+    kind::<moat_nat::Nat>(),
+];
 
 struct Host(u64);
 impl Platform for Host {
@@ -38,7 +45,7 @@ fn memory(len: usize) -> *mut u8 {
 
 #[test]
 fn selftest_system_passes_on_the_host() {
-    let bytes = selftest_plan();
+    let bytes = selftest_plan().encode().unwrap();
     let m = Manifest::parse(&bytes).unwrap();
     let len = m.arena_bytes() as usize;
     // SAFETY: fresh memory for this system alone.
@@ -47,7 +54,7 @@ fn selftest_system_passes_on_the_host() {
     let mut placer = unsafe { Placer::new(memory(1 << 20), 1 << 20) };
     // SAFETY: prepared for this manifest; started once.
     let mut s = unsafe { system::start(&m, arena, &[], KINDS, &mut placer, Instant::ZERO, &mut || [7; 32]) }.unwrap();
-    let t = s.find("traffic").unwrap();
+    let t = s.find("client").unwrap();
     let mut host = Host(0);
     let mut passes = 0;
     s.run_until(&mut host, |s, _| {
@@ -55,9 +62,16 @@ fn selftest_system_passes_on_the_host() {
         s.counter(t, "done") == Some(1) || passes > 1_000_000
     });
     let n = u64::from(SELFTEST_PACKETS);
-    assert_eq!(s.counter(t, "received"), Some(n));
-    assert_eq!(s.counter(t, "failed"), Some(0));
-    for e in ["echo1", "echo2"] {
-        assert_eq!(s.counter(s.find(e).unwrap(), "packets"), Some(n));
+    let c = |name: &str, key: &str| s.counter(s.find(name).unwrap(), key);
+    let mut status = String::new();
+    for i in 0..m.component_count() {
+        s.status(i, &mut moat_component::StatusFn(|k: &str, v| status.push_str(&format!(" {}.{k}={v}", s.name(i)))));
     }
+    assert_eq!(c("client", "received"), Some(n), "{status}");
+    assert_eq!(c("client", "failed"), Some(0), "{status}");
+    assert_eq!(c("uplink", "reflected"), Some(n), "{status}");
+    assert_eq!(c("csum", "clients.pass.verified"), Some(n), "{status}");
+    assert_eq!(c("csum", "uplink.pass.verified"), Some(n), "{status}");
+    assert_eq!(c("rules", "verdict.accept"), Some(n), "{status}");
+    assert_eq!(c("nat", "conn.live"), Some(n), "every packet opened a connection:{status}");
 }

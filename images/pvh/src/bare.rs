@@ -18,7 +18,9 @@ pub struct Bare {
 
 impl Platform for Bare {
     fn now(&mut self) -> Instant {
-        self.clock.now()
+        let now = self.clock.now();
+        crate::log::stamp(now.as_nanos());
+        now
     }
 
     fn send(&mut self, _event: u32) {

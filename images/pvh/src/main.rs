@@ -17,6 +17,7 @@ mod clock;
 mod console;
 mod cpu;
 mod entropy;
+mod log;
 mod memory;
 mod monitor;
 mod start_info;
@@ -39,6 +40,13 @@ static SELFTEST: [u8; SELFTEST_LEN] = *include_bytes!(concat!(env!("OUT_DIR"), "
 #[unsafe(link_section = ".moat.manifest")]
 #[used]
 static SYSTEM: [u8; SYSTEM_LEN] = *include_bytes!(concat!(env!("OUT_DIR"), "/system.manifest"));
+
+const KINDS_LEN: usize = include_bytes!(concat!(env!("OUT_DIR"), "/kinds.txt")).len();
+
+/// The component kinds linked in, as `kind=rust::Path;…` (for `moat inspect`).
+#[unsafe(link_section = ".moat.kinds")]
+#[used]
+static KINDS_TEXT: [u8; KINDS_LEN] = *include_bytes!(concat!(env!("OUT_DIR"), "/kinds.txt"));
 
 /// Longest the self-test may run before it counts as failed.
 const SELFTEST_LIMIT: Duration = Duration::from_secs(20);

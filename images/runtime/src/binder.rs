@@ -183,6 +183,11 @@ impl Binder for LayoutBinder<'_, '_> {
         Ok((device, ch))
     }
 
+    fn state_len(&mut self, name: &'static str) -> Result<usize, BindError> {
+        let bytes = self.manifest.state_bytes(self.component, name).ok_or(BindError::Missing(name))?;
+        usize::try_from(bytes).map_err(|_| BindError::Layout(name))
+    }
+
     fn state<T: zerocopy::FromBytes + zerocopy::IntoBytes + zerocopy::KnownLayout + zerocopy::Immutable>(
         &mut self,
         name: &'static str,

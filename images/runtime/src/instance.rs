@@ -55,6 +55,11 @@ impl<C: Component> Task for Instance<C> {
     }
 }
 
+/// RAM an image sets aside for the started components themselves (each
+/// `Instance` in pages of its own; their large tables are state regions in
+/// the arena, so this stays small). Reports count it.
+pub const COMPONENT_RESERVE: u64 = 2 << 20;
+
 /// Page size the placer aligns to.
 pub const PAGE: usize = 4096;
 

@@ -25,6 +25,22 @@
 //! Items are decoded lazily from the borrowed bytes (no heap, no big tables);
 //! `parse` records where each item starts.
 //!
+//! # Configuration blobs
+//!
+//! A component's `config` is an envelope ([`ConfigEnvelope`]): a magic, a
+//! version and a [`layout_hash`] of the component's ports, message and
+//! configuration types around the postcard payload. Postcard is not
+//! self-describing, so a blob made for another build of a component would
+//! decode into nonsense; the runtime compares the hash with the one of the
+//! code it links and refuses a mismatch before decoding anything.
+//!
+//! # Runtime ends
+//!
+//! A ring end whose port is [`RUNTIME`] is played by the runtime rather than
+//! a component: `runtime.LABEL` ends of `system.toml`, and ends whose
+//! component is planned (not built yet). The runtime leaves them unserved
+//! for now: the component sees a ring nobody fills or drains.
+//!
 //! # Why per-component address spaces can follow
 //!
 //! Regions are page-aligned and each port says whether its component may
@@ -36,7 +52,14 @@ use serde::{Deserialize, Serialize};
 /// First bytes of every manifest.
 pub const MAGIC: [u8; 8] = *b"moat-sys";
 /// Format version this runtime reads.
-pub const VERSION: u32 = 1;
+pub const VERSION: u32 = 2;
+/// First bytes of every configuration blob.
+pub const CONFIG_MAGIC: [u8; 4] = *b"mcfg";
+/// Configuration envelope version this runtime reads.
+pub const CONFIG_VERSION: u16 = 1;
+/// The `component` of a port the runtime plays (a ring end with no
+/// component: `runtime.LABEL`, or a planned component's end).
+pub const RUNTIME: u16 = u16::MAX;
 /// Regions are page-aligned so each can be mapped on its own.
 pub const PAGE: u64 = 4096;
 /// Most components in one system.
@@ -61,6 +84,12 @@ pub struct Header<'a> {
     pub system: &'a str,
     /// Bytes of shared memory the runtime must provide for the regions.
     pub arena_bytes: u64,
+    /// SHA-256 of the policy files' contents, in `system.toml` order (all
+    /// zero without policy files): what `moat inspect` reports.
+    pub policy_hash: [u8; 32],
+    /// Components `system.toml` names whose crates do not exist yet,
+    /// separated by spaces (for reports; the runtime plays their ring ends).
+    pub planned: &'a str,
     /// Number of [`ComponentSpec`]s that follow.
     pub components: u32,
     /// Number of [`RegionSpec`]s after those.
@@ -80,8 +109,138 @@ pub struct ComponentSpec<'a> {
     pub priority: u8,
     /// Most items per input per call ([`moat_component::Context::budget`]).
     pub budget: u32,
-    /// Its configuration blob (postcard of `Component::Config`).
+    /// Stack `system.toml` asks for, in bytes (the first image runs every
+    /// component on the monitor's stack; recorded for per-component stacks).
+    pub stack: u32,
+    /// What it may do beyond its ports.
+    pub caps: Caps<'a>,
+    /// Its configuration blob: a [`ConfigEnvelope`] around the postcard of
+    /// `Component::Config`.
     pub config: &'a [u8],
+}
+
+/// Capabilities of one component (`[component.NAME.caps]`). Recorded for
+/// the platform to enforce; the XenStore prefixes are enforced by the
+/// xenstore component they are handed to.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Caps<'a> {
+    /// May copy to and from other domains' grants.
+    pub grant_copy: bool,
+    /// May grant its own pages to another domain.
+    pub grant_access: bool,
+    /// Most Xen event channels it may bind.
+    pub event_channels: u16,
+    /// XenStore prefixes it may read, separated by spaces.
+    pub xenstore_read: &'a str,
+    /// XenStore prefixes it may write, separated by spaces.
+    pub xenstore_write: &'a str,
+}
+
+impl Caps<'_> {
+    /// True if it holds none.
+    pub fn is_empty(&self) -> bool {
+        *self == Caps::default()
+    }
+}
+
+/// What a configuration blob is: the payload and what it was made for.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConfigEnvelope<'a> {
+    /// [`CONFIG_MAGIC`].
+    pub magic: [u8; 4],
+    /// [`CONFIG_VERSION`].
+    pub version: u16,
+    /// [`layout_hash`] of the component the payload was encoded for.
+    pub layout: u64,
+    /// Postcard of `Component::Config`.
+    pub payload: &'a [u8],
+}
+
+/// Why a configuration blob was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConfigError {
+    /// Not an envelope, or a version this runtime cannot read.
+    Envelope,
+    /// Made for a component whose ports, messages or configuration type
+    /// differ from the code in this image.
+    Layout {
+        /// The blob's hash.
+        blob: u64,
+        /// The linked code's hash.
+        code: u64,
+    },
+}
+
+impl<'a> ConfigEnvelope<'a> {
+    /// Opens `blob`, checking it was made for code with hash `layout`.
+    pub fn open(blob: &'a [u8], layout: u64) -> Result<&'a [u8], ConfigError> {
+        let env: ConfigEnvelope<'a> = postcard::from_bytes(blob).map_err(|_| ConfigError::Envelope)?;
+        if env.magic != CONFIG_MAGIC || env.version != CONFIG_VERSION {
+            return Err(ConfigError::Envelope);
+        }
+        if env.layout != layout {
+            return Err(ConfigError::Layout { blob: env.layout, code: layout });
+        }
+        Ok(env.payload)
+    }
+
+    /// Reads the envelope without checking the hash (for reports).
+    pub fn peek(blob: &'a [u8]) -> Option<ConfigEnvelope<'a>> {
+        postcard::from_bytes::<ConfigEnvelope<'a>>(blob).ok().filter(|e| e.magic == CONFIG_MAGIC)
+    }
+}
+
+/// FNV-1a: small, deterministic and the same on every platform. It detects
+/// mismatched builds; it is not a defence against forgery (the blob and the
+/// code come from the same build).
+struct Fnv(u64);
+
+impl Fnv {
+    fn bytes(&mut self, b: &[u8]) -> &mut Self {
+        for &x in b {
+            self.0 = (self.0 ^ u64::from(x)).wrapping_mul(0x0000_0100_0000_01b3);
+        }
+        self
+    }
+    fn str(&mut self, s: &str) -> &mut Self {
+        self.bytes(&(s.len() as u64).to_le_bytes()).bytes(s.as_bytes())
+    }
+    fn num(&mut self, n: u64) -> &mut Self {
+        self.bytes(&n.to_le_bytes())
+    }
+}
+
+/// The layout hash of a component: its kind, every port it declares (name,
+/// kind, message type, writability), the name and size of its `Config`
+/// type, and the ABI every component shares (descriptor size, ring header,
+/// manifest and envelope versions). The build tool computes it from the
+/// registry, the runtime from the code it links; they must agree.
+pub fn layout_hash(kind: &str, ports: &[moat_component::PortDecl], config_type: &str, config_size: usize) -> u64 {
+    let mut h = Fnv(0xcbf2_9ce4_8422_2325);
+    h.num(u64::from(VERSION)).num(u64::from(CONFIG_VERSION));
+    h.num(core::mem::size_of::<moat_component::PacketDesc>() as u64).num(moat_ring::spsc::HEADER_SIZE as u64);
+    h.str(kind).str(config_type).num(config_size as u64).num(ports.len() as u64);
+    for p in ports {
+        let k = match p.kind {
+            moat_component::PortKind::Rx => 0,
+            moat_component::PortKind::Tx => 1,
+            moat_component::PortKind::Pool => 2,
+            moat_component::PortKind::State => 3,
+            moat_component::PortKind::Device => 4,
+        };
+        h.str(p.name).num(k).str(p.message).num(u64::from(p.writable));
+    }
+    h.0
+}
+
+/// [`layout_hash`] of component type `C`.
+pub fn layout_hash_of<C: moat_component::Component>() -> u64 {
+    layout_hash(
+        C::NAME,
+        <C::Ports as moat_component::Ports>::DECL,
+        core::any::type_name::<C::Config>(),
+        core::mem::size_of::<C::Config>(),
+    )
 }
 
 /// What a region holds.
@@ -104,7 +263,11 @@ pub enum RegionKind {
         count: u32,
     },
     /// One component's private state.
-    State,
+    State {
+        /// Bytes the component asked for (`Component::state_bytes`); the
+        /// region is this rounded up to whole pages.
+        bytes: u64,
+    },
 }
 
 /// A range of the arena.
@@ -150,7 +313,8 @@ impl From<PortKind> for moat_component::PortKind {
 /// One port of one component.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PortSpec<'a> {
-    /// Index of its component.
+    /// Index of its component, or [`RUNTIME`] for a ring end the runtime
+    /// plays.
     pub component: u16,
     /// Port name as the component's `Ports::DECL` has it.
     pub name: &'a str,
@@ -196,10 +360,12 @@ pub enum LayoutError {
 /// Invariants after [`parse`](Self::parse):
 /// * every region lies inside `0..arena_bytes`, page-aligned, and regions do
 ///   not overlap;
-/// * every port names an existing component, and (except devices) an
-///   existing region of the matching kind;
+/// * every port names an existing component or is a runtime ring end, and
+///   (except devices) an existing region of the matching kind;
 /// * every ring region has exactly one `Tx` and one `Rx` port, with equal
-///   message names, both with channels; every state region has one port;
+///   message names, at least one of them a component's; component ports of
+///   rings have channels, runtime ends none; every state region has one
+///   port, whose size covers its `bytes`;
 /// * port names and channels are unique within a component.
 pub struct Manifest<'a> {
     bytes: &'a [u8],
@@ -328,6 +494,16 @@ impl<'a> Manifest<'a> {
         self.ports().find(|(_, p)| p.component as usize == component && p.name == name)
     }
 
+    /// The state region of component `component`'s port `name`: its
+    /// requested bytes.
+    pub fn state_bytes(&self, component: usize, name: &str) -> Option<u64> {
+        let (_, p) = self.find_port(component, name)?;
+        match (p.kind, self.region(p.region as usize).kind) {
+            (PortKind::State, RegionKind::State { bytes }) => Some(bytes),
+            _ => None,
+        }
+    }
+
     /// The other end of the ring port `port` is on: its index and spec.
     pub fn peer(&self, port: usize) -> Option<(usize, PortSpec<'a>)> {
         let p = self.port(port);
@@ -373,7 +549,11 @@ impl<'a> Manifest<'a> {
                         return Err(bad);
                     }
                 }
-                RegionKind::State => {}
+                RegionKind::State { bytes } => {
+                    if bytes > r.size {
+                        return Err(bad);
+                    }
+                }
             }
         }
         Ok(())
@@ -383,7 +563,19 @@ impl<'a> Manifest<'a> {
         for i in 0..self.port_count() {
             let p = self.port(i);
             let bad = LayoutError::Port(i);
-            if p.component as usize >= self.component_count() || p.name.is_empty() {
+            if p.name.is_empty() {
+                return Err(bad);
+            }
+            if p.component == RUNTIME {
+                let dup = (0..i).map(|j| self.port(j)).any(|q| q.component == RUNTIME && q.name == p.name);
+                let ring = (p.region as usize) < self.region_count()
+                    && matches!(self.region(p.region as usize).kind, RegionKind::Ring { .. });
+                if dup || !ring || !matches!(p.kind, PortKind::Rx | PortKind::Tx) || p.channel != NO_CHANNEL {
+                    return Err(bad);
+                }
+                continue;
+            }
+            if p.component as usize >= self.component_count() {
                 return Err(bad);
             }
             let clash = (0..i).map(|j| self.port(j)).any(|q| {
@@ -405,7 +597,7 @@ impl<'a> Manifest<'a> {
             let ok = match (p.kind, region) {
                 (PortKind::Rx | PortKind::Tx, Some(RegionKind::Ring { .. })) => channel_ok && !p.message.is_empty(),
                 (PortKind::Pool, Some(RegionKind::Pool { .. })) => p.channel == NO_CHANNEL,
-                (PortKind::State, Some(RegionKind::State)) => p.channel == NO_CHANNEL && p.writable,
+                (PortKind::State, Some(RegionKind::State { .. })) => p.channel == NO_CHANNEL && p.writable,
                 (PortKind::Device, None) => channel_ok && !p.message.is_empty(),
                 _ => false,
             };
@@ -418,9 +610,10 @@ impl<'a> Manifest<'a> {
 
     fn check_wiring(&self) -> Result<(), LayoutError> {
         for r in 0..self.region_count() {
-            let (mut rx, mut tx, mut users) = (None, None, 0);
+            let (mut rx, mut tx, mut users, mut runtime) = (None, None, 0, 0);
             for (_, p) in self.ports().filter(|(_, p)| p.region as usize == r) {
                 users += 1;
+                runtime += usize::from(p.component == RUNTIME);
                 match p.kind {
                     PortKind::Rx => {
                         rx = if rx.is_none() { Some(p.message) } else { return Err(LayoutError::Wiring(r)) }
@@ -432,8 +625,8 @@ impl<'a> Manifest<'a> {
                 }
             }
             let ok = match self.region(r).kind {
-                RegionKind::Ring { .. } => users == 2 && rx.is_some() && rx == tx,
-                RegionKind::State => users == 1,
+                RegionKind::Ring { .. } => users == 2 && rx.is_some() && rx == tx && runtime < 2,
+                RegionKind::State { .. } => users == 1,
                 RegionKind::Pool { .. } => true,
             };
             if !ok {

@@ -2,6 +2,7 @@
 //!
 //! * [`layout`]: the system manifest a build lays out and an image obeys;
 //!   [`plan`] (feature `std`) lays a system out and encodes it.
+//! * [`log`]: the ring component log frames (defmt) wait in.
 //! * [`paging`]: x86-64 page tables with per-range permissions.
 //! * [`binder`]: binds a component's ports from the manifest over the arena.
 //! * [`instance`]: components of any type behind one [`instance::Task`]
@@ -18,6 +19,7 @@
 pub mod binder;
 pub mod instance;
 pub mod layout;
+pub mod log;
 pub mod paging;
 pub mod sched;
 pub mod selftest;

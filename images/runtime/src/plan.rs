@@ -11,10 +11,42 @@ use std::format;
 use std::string::{String, ToString};
 use std::vec::Vec;
 
-use moat_component::{PortDecl, PortKind as DeclKind};
+use moat_component::{Component, PortDecl, PortKind as DeclKind};
 use moat_ring::Message;
 
-use crate::layout::{self, ComponentSpec, Header, PortKind, PortSpec, RegionKind, RegionSpec};
+use crate::layout::{self, Caps, ComponentSpec, ConfigEnvelope, Header, PortKind, PortSpec, RegionKind, RegionSpec};
+
+/// Wraps a postcard `payload` in the envelope the runtime checks, for code
+/// whose [`layout::layout_hash`] is `layout`.
+pub fn config_blob(layout: u64, payload: &[u8]) -> Vec<u8> {
+    let env = ConfigEnvelope { magic: layout::CONFIG_MAGIC, version: layout::CONFIG_VERSION, layout, payload };
+    // Encoding plain data into a Vec cannot fail.
+    postcard::to_allocvec(&env).unwrap_or_else(|_| unreachable!("envelope encodes"))
+}
+
+/// The configuration blob of component type `C` for `config`.
+pub fn config_of<C: Component>(config: &C::Config) -> Vec<u8>
+where
+    C::Config: serde::Serialize,
+{
+    let payload = postcard::to_allocvec(config).unwrap_or_else(|_| unreachable!("config encodes"));
+    config_blob(layout::layout_hash_of::<C>(), &payload)
+}
+
+/// Owned [`Caps`] (the manifest borrows its strings).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CapList {
+    /// May copy to and from other domains' grants.
+    pub grant_copy: bool,
+    /// May grant its own pages.
+    pub grant_access: bool,
+    /// Most event channels.
+    pub event_channels: u16,
+    /// XenStore prefixes it may read.
+    pub xenstore_read: Vec<String>,
+    /// XenStore prefixes it may write.
+    pub xenstore_write: Vec<String>,
+}
 
 /// A mistake in the system description, in words.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,6 +71,11 @@ struct Comp {
     budget: u32,
     config: Vec<u8>,
     channels: u8,
+    stack: u32,
+    read: String,
+    write: String,
+    caps: CapList,
+    decl: Option<&'static [PortDecl]>,
 }
 
 struct Reg {
@@ -48,7 +85,8 @@ struct Reg {
 }
 
 struct Port {
-    component: usize,
+    /// Index into `components`, or `None` for a runtime end.
+    component: Option<usize>,
     name: String,
     kind: PortKind,
     message: String,
@@ -63,6 +101,15 @@ pub struct Plan {
     components: Vec<Comp>,
     regions: Vec<Reg>,
     ports: Vec<Port>,
+    policy_hash: [u8; 32],
+    planned: String,
+    rust_paths: Vec<(String, String)>,
+}
+
+/// One end of a ring as the plan sees it.
+enum End {
+    Port(usize, String),
+    Runtime(String),
 }
 
 fn round_up(n: u64) -> u64 {
@@ -72,13 +119,111 @@ fn round_up(n: u64) -> u64 {
 impl Plan {
     /// An empty system called `system`.
     pub fn new(system: &str) -> Self {
-        Plan { system: system.into(), components: Vec::new(), regions: Vec::new(), ports: Vec::new() }
+        Plan {
+            system: system.into(),
+            components: Vec::new(),
+            regions: Vec::new(),
+            ports: Vec::new(),
+            policy_hash: [0; 32],
+            planned: String::new(),
+            rust_paths: Vec::new(),
+        }
     }
 
-    /// Adds component instance `name` running code `kind` with a postcard
-    /// configuration blob.
+    /// Adds component instance `name` running code `kind` with configuration
+    /// blob `config` (see [`config_blob`]).
     pub fn component(&mut self, name: &str, kind: &str, priority: u8, budget: u32, config: Vec<u8>) -> &mut Self {
-        self.components.push(Comp { name: name.into(), kind: kind.into(), priority, budget, config, channels: 0 });
+        self.components.push(Comp {
+            name: name.into(),
+            kind: kind.into(),
+            priority,
+            budget,
+            config,
+            channels: 0,
+            stack: 16384,
+            read: String::new(),
+            write: String::new(),
+            caps: CapList::default(),
+            decl: None,
+        });
+        self
+    }
+
+    /// Adds an instance of component type `C` with `config`, remembering its
+    /// declared ports (for [`runtime_ends`](Self::runtime_ends) and
+    /// [`expect_ports`](Self::expect_ports)) and its Rust path (for the
+    /// image's table of kinds), and laying out the state regions its
+    /// `state_bytes` asks for under `config`.
+    pub fn component_of<C: Component>(
+        &mut self,
+        name: &str,
+        priority: u8,
+        budget: u32,
+        config: &C::Config,
+    ) -> Result<&mut Self, PlanError>
+    where
+        C::Config: serde::Serialize,
+    {
+        self.component(name, C::NAME, priority, budget, config_of::<C>(config));
+        self.declare(name, <C::Ports as moat_component::Ports>::DECL);
+        self.rust_path(C::NAME, core::any::type_name::<C>());
+        let mut state = Vec::new();
+        C::state_bytes(config, &mut |port, bytes| state.push((port, bytes)));
+        for (port, bytes) in state {
+            self.state(&format!("{name}.{port}"), bytes)?;
+        }
+        Ok(self)
+    }
+
+    /// Records the ports component `name` declares.
+    pub fn declare(&mut self, name: &str, decl: &'static [PortDecl]) -> &mut Self {
+        if let Some(c) = self.components.iter_mut().find(|c| c.name == name) {
+            c.decl = Some(decl);
+        }
+        self
+    }
+
+    /// The ports component `name` declares (empty if not recorded).
+    pub fn declared(&self, name: &str) -> &'static [PortDecl] {
+        self.components.iter().find(|c| c.name == name).and_then(|c| c.decl).unwrap_or(&[])
+    }
+
+    /// Records that code `kind` is the Rust type at `path` (`moat_csum::Csum`).
+    pub fn rust_path(&mut self, kind: &str, path: &str) -> &mut Self {
+        if !self.rust_paths.iter().any(|(k, _)| k == kind) {
+            self.rust_paths.push((kind.into(), path.into()));
+        }
+        self
+    }
+
+    /// Every kind with its Rust path, sorted by kind.
+    pub fn rust_paths(&self) -> Vec<(String, String)> {
+        let mut v = self.rust_paths.clone();
+        v.sort();
+        v
+    }
+
+    /// Sets component `name`'s stack size and capabilities.
+    pub fn set_component(&mut self, name: &str, stack: u32, caps: CapList) -> Result<&mut Self, PlanError> {
+        let Some(c) = self.components.iter_mut().find(|c| c.name == name) else {
+            return err(format!("no component `{name}`"));
+        };
+        c.stack = stack;
+        c.read = caps.xenstore_read.join(" ");
+        c.write = caps.xenstore_write.join(" ");
+        c.caps = caps;
+        Ok(self)
+    }
+
+    /// Sets the policy hash the header carries.
+    pub fn policy_hash(&mut self, hash: [u8; 32]) -> &mut Self {
+        self.policy_hash = hash;
+        self
+    }
+
+    /// Records the planned components (not in the image).
+    pub fn planned(&mut self, names: &[&str]) -> &mut Self {
+        self.planned = names.join(" ");
         self
     }
 
@@ -99,8 +244,20 @@ impl Plan {
         Ok(c.channels - 1)
     }
 
+    fn end(&self, at: &str) -> Result<End, PlanError> {
+        match at.strip_prefix("runtime.") {
+            Some(label) if !label.is_empty() => {
+                if self.ports.iter().any(|p| p.component.is_none() && p.name == label) {
+                    return err(format!("runtime end `{at}` used twice"));
+                }
+                Ok(End::Runtime(label.into()))
+            }
+            _ => self.endpoint(at).map(|(c, p)| End::Port(c, p)),
+        }
+    }
+
     fn unwired(&self, component: usize, name: &str) -> Result<(), PlanError> {
-        if self.ports.iter().any(|p| p.component == component && p.name == name) {
+        if self.ports.iter().any(|p| p.component == Some(component) && p.name == name) {
             return err(format!("port `{}.{name}` wired twice", self.components[component].name));
         }
         Ok(())
@@ -120,12 +277,21 @@ impl Plan {
             PortKind::Rx | PortKind::Tx | PortKind::Device => Some(self.channel(component)?),
             _ => None,
         };
-        self.ports.push(Port { component, name, kind, message: message.into(), region, writable, channel });
+        self.ports.push(Port {
+            component: Some(component),
+            name,
+            kind,
+            message: message.into(),
+            region,
+            writable,
+            channel,
+        });
         Ok(())
     }
 
-    /// A ring from producer port `from` to consumer port `to` (both
-    /// `component.port`) of `capacity` messages of `slot_size` bytes.
+    /// A ring from producer port `from` to consumer port `to` (each
+    /// `component.port`, or `runtime.LABEL` for an end the runtime plays) of
+    /// `capacity` messages of `slot_size` bytes.
     pub fn ring(
         &mut self,
         from: &str,
@@ -134,13 +300,19 @@ impl Plan {
         slot_size: usize,
         capacity: u32,
     ) -> Result<&mut Self, PlanError> {
-        let (pc, pp) = self.endpoint(from)?;
-        let (cc, cp) = self.endpoint(to)?;
+        let producer = self.end(from)?;
+        let consumer = self.end(to)?;
         if !capacity.is_power_of_two() {
             return err(format!("ring {from} -> {to}: capacity {capacity} is not a power of two"));
         }
-        self.unwired(pc, &pp)?;
-        self.unwired(cc, &cp)?;
+        if let (End::Runtime(_), End::Runtime(_)) = (&producer, &consumer) {
+            return err(format!("ring {from} -> {to}: the runtime cannot play both ends"));
+        }
+        for e in [&producer, &consumer] {
+            if let End::Port(c, p) = e {
+                self.unwired(*c, p)?;
+            }
+        }
         let size = moat_ring::spsc::HEADER_SIZE as u64 + u64::from(capacity) * slot_size as u64;
         let region = self.regions.len();
         self.regions.push(Reg {
@@ -148,9 +320,55 @@ impl Plan {
             size: round_up(size),
             kind: RegionKind::Ring { capacity, slot_size: slot_size as u32 },
         });
-        self.add_port(pc, pp, PortKind::Tx, message, Some(region), true)?;
-        self.add_port(cc, cp, PortKind::Rx, message, Some(region), true)?;
+        for (e, kind) in [(producer, PortKind::Tx), (consumer, PortKind::Rx)] {
+            match e {
+                End::Port(c, p) => self.add_port(c, p, kind, message, Some(region), true)?,
+                End::Runtime(label) => self.ports.push(Port {
+                    component: None,
+                    name: label,
+                    kind,
+                    message: message.into(),
+                    region: Some(region),
+                    writable: true,
+                    channel: None,
+                }),
+            }
+        }
         Ok(self)
+    }
+
+    /// Gives every ring port a component declared (see
+    /// [`declare`](Self::declare)) but that is not wired yet a ring to a
+    /// runtime end labelled `component.port`, of `capacity` slots for
+    /// packet messages or a 64-byte control ring. `plain` says the slot size
+    /// of a plain message type (`None` for control messages). Returns the
+    /// labels, so reports can say which ends nobody serves.
+    pub fn runtime_ends(
+        &mut self,
+        capacity: u32,
+        plain: impl Fn(&str) -> Option<usize>,
+    ) -> Result<Vec<String>, PlanError> {
+        let mut todo = Vec::new();
+        for (ci, c) in self.components.iter().enumerate() {
+            for d in c.decl.unwrap_or(&[]) {
+                let wired = self.ports.iter().any(|p| p.component == Some(ci) && p.name == d.name);
+                if !wired && matches!(d.kind, DeclKind::Rx | DeclKind::Tx) {
+                    todo.push((format!("{}.{}", c.name, d.name), d.kind, d.message));
+                }
+            }
+        }
+        let mut labels = Vec::new();
+        for (at, kind, message) in todo {
+            let label = format!("runtime.{at}");
+            let (from, to) =
+                if kind == DeclKind::Tx { (at.as_str(), label.as_str()) } else { (label.as_str(), at.as_str()) };
+            match plain(message) {
+                Some(size) => self.ring(from, to, message, size, capacity)?,
+                None => self.byte_ring(from, to, message, 64)?,
+            };
+            labels.push(at);
+        }
+        Ok(labels)
     }
 
     /// A ring of typed messages.
@@ -197,7 +415,8 @@ impl Plan {
         let (c, p) = self.endpoint(at)?;
         self.unwired(c, &p)?;
         let region = self.regions.len();
-        self.regions.push(Reg { name: at.into(), size: round_up(bytes.max(1) as u64), kind: RegionKind::State });
+        let kind = RegionKind::State { bytes: bytes as u64 };
+        self.regions.push(Reg { name: at.into(), size: round_up(bytes.max(1) as u64), kind });
         self.add_port(c, p, PortKind::State, "", Some(region), true)?;
         Ok(self)
     }
@@ -216,7 +435,7 @@ impl Plan {
             return err(format!("no component `{component}`"));
         };
         for d in decl {
-            let Some(p) = self.ports.iter().find(|p| p.component == ci && p.name == d.name) else {
+            let Some(p) = self.ports.iter().find(|p| p.component == Some(ci) && p.name == d.name) else {
                 if d.kind == DeclKind::State {
                     continue; // state ports may be laid out lazily by the binder's caller
                 }
@@ -235,7 +454,7 @@ impl Plan {
                 return err(format!("{component}.{}: mapped writable but declared read-only", d.name));
             }
         }
-        for p in self.ports.iter().filter(|p| p.component == ci) {
+        for p in self.ports.iter().filter(|p| p.component == Some(ci)) {
             if !decl.iter().any(|d| d.name == p.name) {
                 return err(format!("{component}.{} is wired but not declared", p.name));
             }
@@ -260,6 +479,14 @@ impl Plan {
                 kind: &c.kind,
                 priority: c.priority,
                 budget: c.budget,
+                stack: c.stack,
+                caps: Caps {
+                    grant_copy: c.caps.grant_copy,
+                    grant_access: c.caps.grant_access,
+                    event_channels: c.caps.event_channels,
+                    xenstore_read: &c.read,
+                    xenstore_write: &c.write,
+                },
                 config: &c.config,
             })
             .collect();
@@ -267,7 +494,7 @@ impl Plan {
             .ports
             .iter()
             .map(|p| PortSpec {
-                component: p.component as u16,
+                component: p.component.map_or(layout::RUNTIME, |c| c as u16),
                 name: &p.name,
                 kind: p.kind,
                 message: &p.message,
@@ -281,11 +508,14 @@ impl Plan {
             version: layout::VERSION,
             system: &self.system,
             arena_bytes: offset,
+            policy_hash: self.policy_hash,
+            planned: &self.planned,
             components: 0,
             regions: 0,
             ports: 0,
         };
-        let mut out = std::vec![0u8; 4096 + 256 * (components.len() + regions.len() + ports.len()) + self.components.iter().map(|c| c.config.len()).sum::<usize>()];
+        let strings: usize = self.components.iter().map(|c| c.config.len() + c.read.len() + c.write.len()).sum();
+        let mut out = std::vec![0u8; 4096 + self.planned.len() + 256 * (components.len() + regions.len() + ports.len()) + strings];
         let n = layout::encode(&header, &components, &regions, &ports, &mut out)
             .map_err(|e| PlanError(format!("encoding: {e:?}")))?;
         out.truncate(n);

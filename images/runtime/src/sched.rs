@@ -23,7 +23,7 @@ use moat_component::{Channel, Context, Fault, Instant, Signals, Status};
 
 use crate::binder::DeviceMem;
 use crate::instance::Task;
-use crate::layout::{MAX_COMPONENTS, Manifest, PortKind};
+use crate::layout::{MAX_COMPONENTS, Manifest, PortKind, RUNTIME};
 
 /// What an image provides to the loop: time, outside events, waiting.
 pub trait Platform {
@@ -53,6 +53,8 @@ pub enum Route {
         /// Its channel.
         channel: u8,
     },
+    /// To a ring end the runtime plays and does not serve.
+    Unserved,
     /// To the outside, through device `device` (index into the devices).
     External {
         /// Device index.
@@ -98,6 +100,8 @@ pub struct Scheduler<'t, 'a> {
     ext_pending: u64,
     /// Notifications on channels that lead nowhere (a component bug).
     pub stray: u64,
+    /// Notifications towards unserved runtime ends.
+    pub unserved: u64,
     /// Passes that ran at least one component.
     pub passes: u64,
 }
@@ -116,6 +120,7 @@ impl<'t, 'a> Scheduler<'t, 'a> {
             devices: 0,
             ext_pending: 0,
             stray: 0,
+            unserved: 0,
             passes: 0,
         };
         if devices.len() > MAX_DEVICES {
@@ -129,13 +134,19 @@ impl<'t, 'a> Scheduler<'t, 'a> {
             s.priority[i] = c.priority;
         }
         for (i, p) in manifest.ports() {
+            if p.component == RUNTIME {
+                continue;
+            }
             let (from, ch) = (p.component as usize, p.channel as usize);
             match p.kind {
                 PortKind::Rx | PortKind::Tx => {
-                    // parse() guarantees a peer with a channel on every ring.
-                    if let Some((_, q)) = manifest.peer(i) {
-                        s.routes[from][ch] = Route::Local { task: q.component as u8, channel: q.channel };
-                    }
+                    // parse() guarantees a peer on every ring, with a channel
+                    // unless the runtime plays it.
+                    s.routes[from][ch] = match manifest.peer(i) {
+                        Some((_, q)) if q.component == RUNTIME => Route::Unserved,
+                        Some((_, q)) => Route::Local { task: q.component as u8, channel: q.channel },
+                        None => Route::Nowhere,
+                    };
                 }
                 PortKind::Device => {
                     let d = devices.iter().position(|d| d.kind == p.message).ok_or(RouteError::NoDevice(i))?;
@@ -179,6 +190,7 @@ impl<'t, 'a> Scheduler<'t, 'a> {
         for ch in notify.iter() {
             match self.routes[from][ch.index() as usize] {
                 Route::Nowhere => self.stray += 1,
+                Route::Unserved => self.unserved += 1,
                 Route::Local { task, channel } => {
                     if let (Some(slot), Some(c)) = (self.slots[task as usize].as_mut(), Channel::new(channel)) {
                         slot.pending.insert(c);
@@ -245,7 +257,10 @@ impl<'t, 'a> Scheduler<'t, 'a> {
             let mut cx = Context::new(now, core::mem::take(&mut slot.pending), slot.budget);
             slot.calls += 1;
             ran += 1;
-            if let Err(f) = slot.task.notified(&mut cx) {
+            crate::log::set_current(i);
+            let result = slot.task.notified(&mut cx);
+            crate::log::set_current(crate::log::MONITOR as usize);
+            if let Err(f) = result {
                 slot.fault = Some(f);
                 platform.fault(self.names[i], f);
                 continue;

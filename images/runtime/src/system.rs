@@ -11,7 +11,7 @@ use moat_ring::Region;
 
 use crate::binder::{DeviceMem, LayoutBinder};
 use crate::instance::{Instance, Placer, Task};
-use crate::layout::Manifest;
+use crate::layout::{ConfigEnvelope, ConfigError, Manifest};
 use crate::sched::{RouteError, Scheduler};
 
 /// Starts one instance of a component type.
@@ -29,6 +29,9 @@ pub struct Kind {
     pub name: &'static str,
     /// Starts an instance.
     pub start: StartFn,
+    /// Its [`crate::layout::layout_hash`], which configuration blobs must
+    /// carry.
+    pub layout: fn() -> u64,
 }
 
 fn start_one<C: Component + 'static>(
@@ -46,7 +49,7 @@ fn start_one<C: Component + 'static>(
 
 /// The [`Kind`] of component type `C`.
 pub const fn kind<C: Component + 'static>() -> Kind {
-    Kind { name: C::NAME, start: start_one::<C> }
+    Kind { name: C::NAME, start: start_one::<C>, layout: crate::layout::layout_hash_of::<C> }
 }
 
 /// Why a system did not start.
@@ -54,6 +57,8 @@ pub const fn kind<C: Component + 'static>() -> Kind {
 pub enum StartError<'a> {
     /// The image has no code for component `.0`'s kind `.1`.
     UnknownKind(&'a str, &'a str),
+    /// Component `.0`'s configuration blob is not for this code.
+    Config(&'a str, ConfigError),
     /// Component `.0` failed to bind or initialise.
     Fault(&'a str, Fault),
     /// Component `.0` left port `.1` unbound: its crate and the system
@@ -83,11 +88,14 @@ pub unsafe fn start<'a>(
     let mut sched = Scheduler::new(manifest, devices).map_err(StartError::Route)?;
     for (i, c) in manifest.components().enumerate() {
         let k = kinds.iter().find(|k| k.name == c.kind).ok_or(StartError::UnknownKind(c.name, c.kind))?;
+        let config = ConfigEnvelope::open(c.config, (k.layout)()).map_err(|e| StartError::Config(c.name, e))?;
+        crate::log::set_current(i);
         // SAFETY: forwarded contract; this loop binds each component once.
         let mut binder = unsafe { LayoutBinder::new(manifest, arena, i, devices) }
             .map_err(|e| StartError::Fault(c.name, Fault::Bind(e)))?;
         let mut cx = Context::new(now, Signals::ALL, c.budget).with_seed(entropy());
-        let task = (k.start)(&mut binder, c.config, &mut cx, placer).map_err(|f| StartError::Fault(c.name, f))?;
+        let task = (k.start)(&mut binder, config, &mut cx, placer).map_err(|f| StartError::Fault(c.name, f))?;
+        crate::log::set_current(crate::log::MONITOR as usize);
         if let Some(port) = binder.unbound() {
             return Err(StartError::Unbound(c.name, port));
         }

@@ -2,7 +2,8 @@
 //! what is wrong, and no byte string makes it panic.
 
 use moat_runtime::layout::{
-    self, ComponentSpec, Header, LayoutError, Manifest, PortKind, PortSpec, RegionKind, RegionSpec,
+    self, Caps, ComponentSpec, ConfigEnvelope, ConfigError, Header, LayoutError, Manifest, PortKind, PortSpec,
+    RegionKind, RegionSpec,
 };
 use moat_runtime::plan::Plan;
 use proptest::prelude::*;
@@ -13,6 +14,8 @@ fn header(arena: u64) -> Header<'static> {
         version: layout::VERSION,
         system: "t",
         arena_bytes: arena,
+        policy_hash: [0; 32],
+        planned: "",
         components: 0,
         regions: 0,
         ports: 0,
@@ -20,9 +23,12 @@ fn header(arena: u64) -> Header<'static> {
 }
 
 const C: [ComponentSpec<'static>; 2] = [
-    ComponentSpec { name: "a", kind: "k", priority: 1, budget: 8, config: &[] },
-    ComponentSpec { name: "b", kind: "k", priority: 1, budget: 8, config: &[] },
+    ComponentSpec { name: "a", kind: "k", priority: 1, budget: 8, stack: 4096, caps: NO_CAPS, config: &[] },
+    ComponentSpec { name: "b", kind: "k", priority: 1, budget: 8, stack: 4096, caps: NO_CAPS, config: &[] },
 ];
+
+const NO_CAPS: Caps<'static> =
+    Caps { grant_copy: false, grant_access: false, event_channels: 0, xenstore_read: "", xenstore_write: "" };
 
 fn ring(offset: u64) -> RegionSpec<'static> {
     RegionSpec { name: "r", offset, size: 4096, kind: RegionKind::Ring { capacity: 8, slot_size: 16 } }
@@ -106,15 +112,81 @@ fn port_and_wiring_errors() {
     let other =
         [port(0, "out", PortKind::Tx, 0, 0), PortSpec { message: "Other", ..port(1, "in", PortKind::Rx, 0, 0) }];
     assert_eq!(parse(4096, &C, &r, &other), Err(LayoutError::Wiring(0)), "message types differ");
-    let state = RegionSpec { name: "s", offset: 0, size: 4096, kind: RegionKind::State };
+    let state = RegionSpec { name: "s", offset: 0, size: 4096, kind: RegionKind::State { bytes: 4096 } };
     let shared = [port(0, "s", PortKind::State, 0, 255), port(1, "s", PortKind::State, 0, 255)];
     assert_eq!(parse(4096, &C, &[state], &shared), Err(LayoutError::Wiring(0)), "state shared");
+    let big = RegionSpec { kind: RegionKind::State { bytes: 4097 }, ..state };
+    assert_eq!(parse(4096, &C, &[big], &shared[..1]), Err(LayoutError::Region(0)), "state larger than its region");
+}
+
+#[test]
+fn runtime_ends_have_no_channel_and_never_face_each_other() {
+    let rt = |name, kind| PortSpec { channel: layout::NO_CHANNEL, ..port(layout::RUNTIME, name, kind, 0, 0) };
+    let ok = [port(0, "out", PortKind::Tx, 0, 0), rt("sink", PortKind::Rx)];
+    assert_eq!(parse(4096, &C, &[ring(0)], &ok), Ok(()));
+    let with_channel = [port(0, "out", PortKind::Tx, 0, 0), port(layout::RUNTIME, "sink", PortKind::Rx, 0, 0)];
+    assert_eq!(parse(4096, &C, &[ring(0)], &with_channel), Err(LayoutError::Port(1)), "runtime end with a channel");
+    let both = [rt("a", PortKind::Tx), rt("b", PortKind::Rx)];
+    assert_eq!(parse(4096, &C, &[ring(0)], &both), Err(LayoutError::Wiring(0)), "runtime on both ends");
+    let twice = [ok[0], ok[1], port(1, "out", PortKind::Tx, 1, 0), rt("sink", PortKind::Rx)];
+    let twice = [twice[0], twice[1], twice[2], PortSpec { region: 1, ..twice[3] }];
+    assert_eq!(parse(8192, &C, &[ring(0), ring(4096)], &twice), Err(LayoutError::Port(3)), "label used twice");
+    let state = RegionSpec { name: "s", offset: 0, size: 4096, kind: RegionKind::State { bytes: 1 } };
+    let on_state = [PortSpec { kind: PortKind::State, ..rt("s", PortKind::Rx) }];
+    assert_eq!(parse(4096, &C, &[state], &on_state), Err(LayoutError::Port(0)), "runtime end on state");
+    // The scheduler sees them as peers of nobody it can call.
+    let mut p = Plan::new("rt");
+    p.component("a", "k", 1, 8, vec![]);
+    p.ring_of::<u64>("a.out", "runtime.sink", 8).unwrap();
+    assert!(p.ring_of::<u64>("runtime.x", "runtime.y", 8).is_err());
+    assert!(p.ring_of::<u64>("runtime.sink", "a.in", 8).is_err(), "label used twice");
+    let bytes = p.encode().unwrap();
+    let m = Manifest::parse(&bytes).unwrap();
+    let (i, _) = m.find_port(0, "out").unwrap();
+    assert_eq!(m.peer(i).unwrap().1.component, layout::RUNTIME);
+    let s = moat_runtime::sched::Scheduler::new(&m, &[]).unwrap();
+    let ch = moat_component::Channel::new(m.port(i).channel).unwrap();
+    assert_eq!(s.route(0, ch), moat_runtime::sched::Route::Unserved);
+}
+
+#[test]
+fn configuration_envelopes_are_checked_before_decoding() {
+    let blob = moat_runtime::plan::config_blob(0x1234, &[7, 8]);
+    assert_eq!(ConfigEnvelope::open(&blob, 0x1234), Ok(&[7u8, 8][..]));
+    assert_eq!(ConfigEnvelope::open(&blob, 0x1235), Err(ConfigError::Layout { blob: 0x1234, code: 0x1235 }));
+    assert_eq!(ConfigEnvelope::open(&[7, 8], 0x1234), Err(ConfigError::Envelope), "bare postcard");
+    let mut other = blob.clone();
+    other[0] ^= 1;
+    assert_eq!(ConfigEnvelope::open(&other, 0x1234), Err(ConfigError::Envelope), "wrong magic");
+    assert_eq!(ConfigEnvelope::peek(&blob).unwrap().payload, &[7, 8]);
+}
+
+#[test]
+fn layout_hash_changes_with_every_declared_fact() {
+    use moat_component::PortDecl;
+    let base = [PortDecl::rx("in", "PacketDesc"), PortDecl::pool_rw("pool")];
+    let h = |kind, ports: &[PortDecl], ty, size| layout::layout_hash(kind, ports, ty, size);
+    let a = h("k", &base, "C", 4);
+    assert_eq!(a, h("k", &base, "C", 4), "deterministic");
+    let others = [
+        h("j", &base, "C", 4),
+        h("k", &base, "D", 4),
+        h("k", &base, "C", 5),
+        h("k", &base[..1], "C", 4),
+        h("k", &[PortDecl::tx("in", "PacketDesc"), base[1]], "C", 4),
+        h("k", &[PortDecl::rx("in", "Other"), base[1]], "C", 4),
+        h("k", &[PortDecl::rx("inn", "PacketDesc"), base[1]], "C", 4),
+        h("k", &[base[0], PortDecl::pool_ro("pool")], "C", 4),
+    ];
+    for (i, o) in others.iter().enumerate() {
+        assert_ne!(a, *o, "change {i} must change the hash");
+    }
 }
 
 #[test]
 fn header_and_component_errors() {
     let mut buf = vec![0; 4096];
-    let n = layout::encode(&Header { version: 2, ..header(0) }, &C, &[], &[], &mut buf).unwrap();
+    let n = layout::encode(&Header { version: layout::VERSION + 1, ..header(0) }, &C, &[], &[], &mut buf).unwrap();
     assert_eq!(Manifest::parse(&buf[..n]).err(), Some(LayoutError::BadHeader));
     let dup = [C[0], C[0]];
     assert_eq!(parse(0, &dup, &[], &[]), Err(LayoutError::Component(1)));

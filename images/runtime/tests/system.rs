@@ -10,23 +10,83 @@ use moat_ring::{Device, Region, RegionError};
 use moat_runtime::binder::{self, DeviceMem, LayoutBinder};
 use moat_runtime::instance::Placer;
 use moat_runtime::layout::Manifest;
-use moat_runtime::plan::Plan;
+use moat_runtime::layout::layout_hash_of;
+use moat_runtime::plan::{Plan, config_blob, config_of};
 use moat_runtime::sched::{Route, Scheduler};
+use moat_runtime::selftest::reflector::{Reflector, ReflectorConfig};
 use moat_runtime::selftest::{Scenario, Traffic, TrafficConfig};
 use moat_runtime::system::{self, Kind, StartError, kind};
 
-const KINDS: &[Kind] = &[kind::<Traffic>(), kind::<Relay>(), kind::<Pinger>()];
+const KINDS: &[Kind] = &[kind::<Traffic>(), kind::<Relay>(), kind::<Pinger>(), kind::<Reflector>()];
+
+/// traffic -> relay -> reflector -> relay -> traffic: replies in the
+/// reflector's own pool, which the traffic component reads.
+fn round_trip(packets: u32, expect_src: [u8; 4]) -> Vec<u8> {
+    let cfg = TrafficConfig { packets, payload: 100, scenario: Scenario::Replies, meta: 0 };
+    let mut p = Plan::new("round-trip");
+    p.component_of::<Traffic>("traffic", 10, 16, &cfg).unwrap();
+    p.component_of::<Reflector>("far", 10, 16, &ReflectorConfig { expect_src, meta: 0xff }).unwrap();
+    p.component_of::<Relay>("out", 20, 16, &0).unwrap();
+    p.component_of::<Relay>("back", 20, 16, &0).unwrap();
+    p.pool("client", 1, 2048, 32, &[("traffic.pool", true), ("out.pool", false), ("far.packets", false)]).unwrap();
+    p.pool("uplink", 2, 2048, 32, &[("far.pool", true), ("back.pool", false), ("traffic.replies", false)]).unwrap();
+    let d = |p: &mut Plan, a: &str, b: &str| {
+        p.ring_of::<moat_component::PacketDesc>(a, b, 64).unwrap();
+    };
+    for (a, b) in [
+        ("traffic.to_graph", "out.input"),
+        ("out.input_free", "traffic.to_graph_free"),
+        ("out.output", "far.from_graph"),
+        ("far.from_graph_free", "out.output_free"),
+        ("far.to_graph", "back.input"),
+        ("back.input_free", "far.to_graph_free"),
+        ("back.output", "traffic.from_graph"),
+        ("traffic.from_graph_free", "back.output_free"),
+    ] {
+        d(&mut p, a, b);
+    }
+    p.encode().unwrap()
+}
+
+#[test]
+fn replies_come_back_through_the_reflector_and_are_checked() {
+    let packets = if cfg!(miri) { 40 } else { 300 };
+    let bytes = round_trip(packets, moat_runtime::selftest::packet::CLIENT);
+    let m = Manifest::parse(&bytes).unwrap();
+    let mut s = start(&m, &[]).unwrap();
+    let mut p = TestPlatform::default();
+    let t = s.find("traffic").unwrap();
+    run(&mut s, &mut p, t, 100_000);
+    for _ in 0..100 {
+        s.run_once(&mut p); // the last replies' buffers travel home
+    }
+    let c = counters(&s, t);
+    assert_eq!((c["received"], c["reclaimed"], c["failed"]), (packets.into(), packets.into(), 0), "{c:?}");
+    let f = counters(&s, s.find("far").unwrap());
+    assert_eq!((f["received"], f["reflected"], f["reclaimed"]), (packets.into(), packets.into(), packets.into()));
+    assert_eq!(f["bad.source"] + f["bad.packet"] + f["bad.descriptor"], 0, "{f:?}");
+
+    // A reflector told to expect translated packets refuses untranslated
+    // ones: nothing comes back, and it says why.
+    let bytes = round_trip(8, [10, 138, 0, 2]);
+    let m = Manifest::parse(&bytes).unwrap();
+    let mut s = start(&m, &[]).unwrap();
+    run(&mut s, &mut p, t, 200);
+    let f = counters(&s, s.find("far").unwrap());
+    assert_eq!((f["received"], f["bad.source"], f["reflected"]), (8, 8, 0), "{f:?}");
+    assert_eq!(counters(&s, t)["received"], 0);
+}
 
 fn chain(packets: u32, relays: &[u64]) -> Vec<u8> {
-    let cfg = TrafficConfig { packets, payload: 64, scenario: Scenario::Unchanged };
+    let cfg = TrafficConfig { packets, payload: 64, scenario: Scenario::Unchanged, meta: 0 };
     let mut p = Plan::new("chain");
-    p.component("traffic", "selftest-traffic", 10, 16, postcard::to_allocvec(&cfg).unwrap());
+    p.component_of::<Traffic>("traffic", 10, 16, &cfg).unwrap();
     for (i, fail) in relays.iter().enumerate() {
-        p.component(&format!("r{i}"), "relay", 20, 16, postcard::to_allocvec(fail).unwrap());
+        p.component_of::<Relay>(&format!("r{i}"), 20, 16, fail).unwrap();
     }
     let names: Vec<String> = (0..relays.len()).map(|i| format!("r{i}")).collect();
     let pools: Vec<String> = names.iter().map(|n| format!("{n}.pool")).collect();
-    let mut maps = vec![("traffic.pool", true)];
+    let mut maps = vec![("traffic.pool", true), ("traffic.replies", false)];
     maps.extend(pools.iter().map(|p| (p.as_str(), false)));
     p.pool("buffers", 1, 2048, 32, &maps).unwrap();
     let mut prev = ("traffic.to_graph".to_string(), "traffic.to_graph_free".to_string());
@@ -184,7 +244,7 @@ impl Component for Pinger {
 #[test]
 fn device_events_reach_their_port_and_notifications_reach_the_platform() {
     let mut p = Plan::new("dev");
-    p.component("pinger", "pinger", 1, 8, postcard::to_allocvec(&0u64).unwrap());
+    p.component("pinger", "pinger", 1, 8, config_of::<Pinger>(&0u64));
     p.device("pinger.dev", "testdev").unwrap();
     let bytes = p.encode().unwrap();
     let m = Manifest::parse(&bytes).unwrap();
@@ -214,7 +274,7 @@ fn start_refuses_unknown_kinds_and_unbound_ports() {
     assert_eq!(start(&Manifest::parse(&bytes).unwrap(), &[]).err(), Some(StartError::UnknownKind("x", "nosuch")));
 
     let mut p = Plan::new("extra");
-    p.component("pinger", "pinger", 1, 8, postcard::to_allocvec(&0u64).unwrap());
+    p.component("pinger", "pinger", 1, 8, config_of::<Pinger>(&0u64));
     p.device("pinger.dev", "testdev").unwrap();
     p.state("pinger.extra", 64).unwrap();
     let bytes = p.encode().unwrap();
@@ -222,13 +282,23 @@ fn start_refuses_unknown_kinds_and_unbound_ports() {
     assert_eq!(start(&Manifest::parse(&bytes).unwrap(), &[dev]).err(), Some(StartError::Unbound("pinger", "extra")));
 
     let mut p = Plan::new("badconfig");
-    p.component("pinger", "pinger", 1, 8, vec![0xff; 3]);
+    p.component("pinger", "pinger", 1, 8, config_blob(layout_hash_of::<Pinger>(), &[0xff; 3]));
     p.device("pinger.dev", "testdev").unwrap();
     let bytes = p.encode().unwrap();
     assert!(matches!(
         start(&Manifest::parse(&bytes).unwrap(), &[dev]),
         Err(StartError::Fault("pinger", Fault::Config(_)))
     ));
+
+    // A blob made for other code (here: bare postcard, and the relay's hash)
+    // is refused before anything decodes it.
+    for blob in [postcard::to_allocvec(&0u64).unwrap(), config_blob(layout_hash_of::<Relay>(), &[0])] {
+        let mut p = Plan::new("otherconfig");
+        p.component("pinger", "pinger", 1, 8, blob);
+        p.device("pinger.dev", "testdev").unwrap();
+        let bytes = p.encode().unwrap();
+        assert!(matches!(start(&Manifest::parse(&bytes).unwrap(), &[dev]), Err(StartError::Config("pinger", _))));
+    }
 }
 
 #[test]
@@ -263,6 +333,8 @@ fn binder_hands_out_each_port_once_typed_as_wired() {
     assert!(!b.pool("pool").unwrap().writable(), "mapped read-only for b");
     assert_eq!(a.unbound(), Some("table"));
     assert_eq!(a.state::<u64>("table", 513).err(), Some(BindError::Layout("table")), "larger than laid out");
+    assert_eq!(a.state_len("table"), Ok(100), "the bytes asked for, not the page-rounded region");
+    assert_eq!(a.state_len("pool").err(), Some(BindError::Missing("pool")), "not a state port");
     assert_eq!(b.unbound(), None);
     assert_eq!(a.unbound(), None);
 }

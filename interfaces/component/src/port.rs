@@ -171,11 +171,37 @@ impl<T: Message> Rx<T> {
         Ok(())
     }
 
+    /// As [`finish`](Self::finish), for an input whose messages may wait:
+    /// buffers handed back on a `_free` ring. Re-arms to be woken only once
+    /// a batch of them waits (1/32 of the ring), and asks to be called again
+    /// only for a whole batch; fewer are taken on the next call for any
+    /// other reason. So a packet's buffer does not wake every process on
+    /// its way home, one at a time.
+    ///
+    /// Nothing waits for good: a free ring holds every buffer that can come
+    /// its way, so the buffers resting in such rings along a path (fewer
+    /// than 1/32 of each) are a small part of the pool, and the owner, which
+    /// re-arms its own free ring with [`finish`](Self::finish) when it runs
+    /// out, always has the rest coming.
+    pub fn finish_returns(&mut self, cx: &mut Context) -> Result<(), Fault> {
+        if self.ring.release().needed() {
+            cx.notify(self.ch);
+        }
+        let batch = (self.ring.capacity() / RETURN_BATCH_DIVISOR).max(1);
+        if self.ring.arm_after(batch).map_err(|_| self.fault())? {
+            cx.again();
+        }
+        Ok(())
+    }
+
     /// The underlying consumer.
     pub fn ring(&mut self) -> &mut Consumer<T> {
         &mut self.ring
     }
 }
+
+/// [`Rx::finish_returns`] is woken once this fraction of its ring waits.
+pub const RETURN_BATCH_DIVISOR: u32 = 32;
 
 /// An output: the producer end of a typed ring and its channel.
 pub struct Tx<T: Message> {

@@ -1,7 +1,8 @@
 //! The packet layer: what moat's packet components agree a packet is.
 //!
 //! * [`meta`]: the meaning of a [`PacketDesc`](moat_ring::PacketDesc)'s
-//!   `flags` and `meta` words — checksum state, interface, verdict.
+//!   `flags` and `meta` words — checksum state, interface, verdict,
+//!   segmentation offload of super-packets.
 //! * [`checksum`]: the Internet checksum (fast), pseudo-header sums, and
 //!   RFC 1624 incremental updates ([`checksum::Delta`]).
 //! * Views, one module per header: [`ethernet`] (with ARP), [`ipv4`],

@@ -207,7 +207,12 @@ impl BufferSet {
         let (w, b) = (index as usize / 64, index % 64);
         let fresh = self.bits[w] & (1 << b) == 0;
         self.bits[w] |= 1 << b;
-        self.len += fresh as u32;
+        // A branch, not `len += fresh as u32`: rustc 1.95's
+        // SimplifyComparisonIntegral drops that update in optimised builds
+        // (rust-lang/rust#158206); see `remove`.
+        if fresh {
+            self.len += 1;
+        }
         fresh
     }
 
@@ -215,7 +220,12 @@ impl BufferSet {
         let (w, b) = (index as usize / 64, index % 64);
         let present = self.bits[w] & (1 << b) != 0;
         self.bits[w] &= !(1 << b);
-        self.len -= present as u32;
+        // `self.len -= present as u32` compiles to nothing at opt-level 2
+        // and 3 with rustc 1.95.0 (rust-lang/rust#158206): `held()` then
+        // only ever grew in release builds.
+        if present {
+            self.len -= 1;
+        }
         present
     }
 }
@@ -387,6 +397,7 @@ mod tests {
         let never = geo().whole(7);
         assert_eq!(o.reclaim(&never), Err(DescError::NotHeld));
         o.reclaim(&b).unwrap();
+        assert_eq!(o.outstanding(), 0, "counts come down too (also under --release)");
         let all: Vec<_> = core::iter::from_fn(|| o.alloc()).collect();
         assert_eq!(all.len(), 8);
         assert!(o.alloc().is_none());

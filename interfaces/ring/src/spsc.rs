@@ -556,13 +556,23 @@ impl<T: Message> Consumer<T> {
     /// then checks once more. Returns true if messages are waiting (do not
     /// sleep: a notification may never come for them).
     pub fn arm(&mut self) -> Result<bool, RingError> {
+        self.arm_after(1)
+    }
+
+    /// As [`arm`](Self::arm), but asks to be notified only once `n`
+    /// messages wait (`n` taken between 1 and the capacity): for messages
+    /// that may wait and are cheaper taken in batches, like buffers coming
+    /// home. Returns true if `n` are already waiting (do not sleep); fewer
+    /// stay until a notification for the `n`th, or any other call.
+    pub fn arm_after(&mut self, n: u32) -> Result<bool, RingError> {
         if self.faulty {
             return Err(RingError::Faulty);
         }
+        let n = n.clamp(1, self.mask + 1);
         let hdr = self.shared.hdr();
-        hdr.prod_event.store(self.cons.wrapping_add(1), Ordering::Relaxed);
+        hdr.prod_event.store(self.cons.wrapping_add(n), Ordering::Relaxed);
         fence(Ordering::SeqCst);
-        Ok(self.available()? > 0)
+        Ok(self.available()? >= n)
     }
 }
 
@@ -629,6 +639,30 @@ mod tests {
         assert_eq!(c.arm(), Ok(false));
         p.push(&3).unwrap();
         assert!(p.publish().needed(), "consumer re-armed");
+    }
+
+    #[test]
+    fn arm_after_notifies_once_a_batch_waits() {
+        let (mut p, mut c, _r) = ring(8);
+        assert_eq!(c.arm_after(3), Ok(false));
+        p.push(&1).unwrap();
+        p.push(&2).unwrap();
+        assert!(!p.publish().needed(), "two of three");
+        assert_eq!(c.arm_after(3), Ok(false), "two waiting: may sleep");
+        p.push(&3).unwrap();
+        assert!(p.publish().needed(), "the third crosses the event");
+        assert_eq!(c.arm_after(3), Ok(true), "three waiting: do not sleep");
+        assert_eq!(c.pop_batch(&mut [0; 8]), Ok(3));
+        let _ = c.release();
+        // A batch larger than the ring means the ring full.
+        assert_eq!(c.arm_after(100), Ok(false));
+        for i in 0..7 {
+            p.push(&i).unwrap();
+        }
+        assert!(!p.publish().needed());
+        p.push(&7).unwrap();
+        assert!(p.publish().needed(), "a full ring always notifies");
+        assert_eq!(c.arm_after(0), Ok(true), "0 means 1");
     }
 
     #[test]

@@ -49,6 +49,14 @@ pub struct Entry {
     pub name: &'static str,
     /// `Ports::DECL`.
     pub ports: &'static [PortDecl],
+    /// The component type's Rust path (`moat_csum::Csum`): what an image
+    /// names to link it.
+    pub type_name: fn() -> &'static str,
+    /// The `Config` type's name and size, which the configuration blob's
+    /// layout hash covers (`moat_runtime::layout::layout_hash`).
+    pub config_type: fn() -> &'static str,
+    /// `size_of::<Config>()`.
+    pub config_size: usize,
     decode: DecodeFn,
 }
 
@@ -77,7 +85,15 @@ impl Entry {
     where
         C::Config: Serialize,
     {
-        Entry { crate_path, name: C::NAME, ports: <C::Ports as Ports>::DECL, decode: decode::<C> }
+        Entry {
+            crate_path,
+            name: C::NAME,
+            ports: <C::Ports as Ports>::DECL,
+            type_name: std::any::type_name::<C>,
+            config_type: std::any::type_name::<C::Config>,
+            config_size: size_of::<C::Config>(),
+            decode: decode::<C>,
+        }
     }
 
     /// Checks a `config` value (spans from the `system.toml` it came from)

@@ -14,9 +14,9 @@
 
 use std::net::Ipv4Addr;
 
-use moat_component::{Binder, Context, Fault, PacketDesc, PortDecl, Status};
+use moat_component::{Binder, Channel, Context, Fault, PacketDesc, PortDecl, Status};
 use moat_net::ethernet::arp_op;
-use moat_net::meta::{HEADROOM, Iface, Meta, Verdict, flags};
+use moat_net::meta::{Gso, HEADROOM, Iface, Meta, Verdict, flags};
 
 use super::Edge;
 use super::link::{self, Frames, Kind};
@@ -42,6 +42,9 @@ pub struct Clients {
     links: Vec<Box<dyn Frames>>,
     counts: Vec<Counts>,
     first: usize,
+    /// Per client: its TAP said "no more" (`EAGAIN`) at the last read, so
+    /// it is read again only when epoll says it is readable.
+    drained: Vec<bool>,
 }
 
 impl Clients {
@@ -52,7 +55,8 @@ impl Clients {
         }
         let edge = Edge::bind(b, "client_buffers", "uplink_buffers")?;
         let counts = vec![Counts::default(); clients.len()];
-        Ok(Clients { edge, clients, links, counts, first: 0 })
+        let drained = vec![false; clients.len()];
+        Ok(Clients { edge, clients, links, counts, first: 0, drained })
     }
 
     fn slot_of(&self, ip: Ipv4Addr) -> Option<usize> {
@@ -67,6 +71,7 @@ impl Clients {
                 Ok(Some(n)) => n,
                 Ok(None) => {
                     self.edge.unused(&d);
+                    self.drained[i] = true;
                     return Ok(());
                 }
                 Err(_) => {
@@ -75,6 +80,13 @@ impl Clients {
                     return Ok(());
                 }
             };
+            if n > buf.len() - link::FRAME_AT {
+                // The kernel cut it to the buffer: a super-packet longer
+                // than a buffer holds.
+                self.edge.unused(&d);
+                self.edge.count("drop.too_big");
+                continue;
+            }
             let kind = link::classify(buf, n);
             let vnet = link::Vnet::parse(&buf[link::FRAME_AT..]).unwrap_or_default();
             let c = &self.clients[i];
@@ -116,6 +128,8 @@ impl Clients {
                         len: len as u32,
                         meta: 0,
                     };
+                    // classify refused every segmentation the TAP never offers.
+                    Gso::store(vnet.gso().ok().flatten(), &mut out);
                     Meta { iface: Iface::client(i as u8).expect("checked at start"), verdict: Verdict::None }
                         .store(&mut out);
                     self.counts[i].rx += 1;
@@ -143,21 +157,22 @@ impl Task for Clients {
             if tagged.is_some_and(|t| usize::from(t) != slot) {
                 return Err("drop.to_client_mismatch");
             }
-            link::send_ipv4(
-                &mut *links[slot],
-                clients[slot].mac,
-                CLIENT_GATEWAY_MAC,
-                packet,
-                d.flags & flags::CSUM_OK != 0,
-            )
-            .map_err(|_| "error.tap_write")?;
+            let gso = Gso::of(d).map_err(|_| "drop.bad_meta")?;
+            let csum_ok = d.flags & flags::CSUM_OK != 0;
+            link::send_ipv4(&mut *links[slot], clients[slot].mac, CLIENT_GATEWAY_MAC, packet, csum_ok, gso)?;
             counts[slot].tx += 1;
             Ok(())
         })?;
         // Take turns at being first, so no client always gets the buffers.
+        // A TAP is read when epoll saw it readable or when the last read
+        // stopped before it was empty: not once per call and client.
         let n = self.clients.len();
         for k in 0..n {
             let i = (self.first + k) % n;
+            if self.drained[i] && !Channel::new(63 - i as u8).is_some_and(|ch| cx.signals().contains(ch)) {
+                continue;
+            }
+            self.drained[i] = false;
             self.receive(i, cx)?;
             if self.edge.blocked {
                 break;

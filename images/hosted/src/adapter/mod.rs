@@ -57,6 +57,10 @@ pub struct Edge {
     pub packets_in: u64,
     /// Packets out of the graph.
     pub packets_out: u64,
+    /// Of those in, super-packets (segmentation offload).
+    pub gso_in: u64,
+    /// Of those out, super-packets.
+    pub gso_out: u64,
 }
 
 impl Edge {
@@ -80,6 +84,8 @@ impl Edge {
             counters: BTreeMap::new(),
             packets_in: 0,
             packets_out: 0,
+            gso_in: 0,
+            gso_out: 0,
         })
     }
 
@@ -132,6 +138,9 @@ impl Edge {
         }
         self.room -= 1;
         self.packets_in += 1;
+        if matches!(moat_net::meta::Gso::of(d), Ok(Some(_))) {
+            self.gso_in += 1;
+        }
         Ok(())
     }
 
@@ -153,7 +162,12 @@ impl Edge {
             };
             match bytes {
                 Ok(p) => match out(&d, p) {
-                    Ok(()) => self.packets_out += 1,
+                    Ok(()) => {
+                        self.packets_out += 1;
+                        if matches!(moat_net::meta::Gso::of(&d), Ok(Some(_))) {
+                            self.gso_out += 1;
+                        }
+                    }
                     Err(why) => self.count(why),
                 },
                 Err(_) => {
@@ -175,7 +189,12 @@ impl Edge {
     pub fn finish(&mut self, cx: &mut Context) -> Result<(), Fault> {
         self.to_csum.flush(cx);
         self.from_nat_free.flush(cx);
-        self.to_csum_free.finish(cx)?;
+        // Returns are wanted one by one only when out of buffers.
+        if self.blocked {
+            self.to_csum_free.finish(cx)?;
+        } else {
+            self.to_csum_free.finish_returns(cx)?;
+        }
         self.from_nat.finish(cx)
     }
 
@@ -183,6 +202,8 @@ impl Edge {
     pub fn status(&self, out: &mut dyn Status) {
         out.put("packets_in", self.packets_in);
         out.put("packets_out", self.packets_out);
+        out.put("gso.in", self.gso_in);
+        out.put("gso.out", self.gso_out);
         out.put("buffers_out", u64::from(self.owner.outstanding()));
         for (k, v) in &self.counters {
             out.put(k, *v);

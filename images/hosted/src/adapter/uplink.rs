@@ -14,10 +14,12 @@
 
 use std::net::Ipv4Addr;
 
-use moat_component::{BindError, Binder, Context, Duration, Fault, Instant, MsgTx, PacketDesc, PortDecl, Status};
+use moat_component::{
+    BindError, Binder, Channel, Context, Duration, Fault, Instant, MsgTx, PacketDesc, PortDecl, Status,
+};
 use moat_control::UplinkEvent;
 use moat_net::ethernet::{Mac, arp_op};
-use moat_net::meta::{HEADROOM, Iface, Meta, Verdict, flags};
+use moat_net::meta::{Gso, HEADROOM, Iface, Meta, Verdict, flags};
 
 use super::Edge;
 use super::link::{self, Frames, Kind};
@@ -46,6 +48,8 @@ pub struct Uplink {
     next_arp: Instant,
     arp_sent: u64,
     arp_answered: u64,
+    /// The TAP said "no more" at the last read (see the clients adapter).
+    drained: bool,
 }
 
 impl Uplink {
@@ -67,6 +71,7 @@ impl Uplink {
             next_arp: Instant::ZERO,
             arp_sent: 0,
             arp_answered: 0,
+            drained: false,
         })
     }
 
@@ -94,6 +99,7 @@ impl Uplink {
                 Ok(Some(n)) => n,
                 Ok(None) => {
                     self.edge.unused(&d);
+                    self.drained = true;
                     return Ok(());
                 }
                 Err(_) => {
@@ -102,6 +108,13 @@ impl Uplink {
                     return Ok(());
                 }
             };
+            if n > buf.len() - link::FRAME_AT {
+                // The kernel cut it to the buffer: a super-packet longer
+                // than a buffer holds.
+                self.edge.unused(&d);
+                self.edge.count("drop.too_big");
+                continue;
+            }
             let kind = link::classify(buf, n);
             let vnet = link::Vnet::parse(&buf[link::FRAME_AT..]).unwrap_or_default();
             let verdict = match kind {
@@ -129,6 +142,8 @@ impl Uplink {
                         len: len as u32,
                         meta: 0,
                     };
+                    // classify refused every segmentation the TAP never offers.
+                    Gso::store(vnet.gso().ok().flatten(), &mut out);
                     Meta { iface: Iface::UPLINK, verdict: Verdict::None }.store(&mut out);
                     self.edge.send(&out)?;
                 }
@@ -161,13 +176,17 @@ impl Task for Uplink {
         }
         self.edge.reclaim_returns(cx)?;
         // Receive first: an ARP answer from the gateway in this batch lets
-        // this call's outbound packets go.
-        self.receive(cx)?;
+        // this call's outbound packets go. The TAP is read when epoll saw it
+        // readable or the last read stopped before it was empty.
+        if !self.drained || Channel::new(63).is_some_and(|ch| cx.signals().contains(ch)) {
+            self.drained = false;
+            self.receive(cx)?;
+        }
         let Uplink { edge, config, link, gateway_mac, .. } = self;
         edge.drain(cx, |d, packet| {
             let mac = gateway_mac.ok_or("drop.gateway_unknown")?;
-            link::send_ipv4(&mut **link, mac, config.mac, packet, d.flags & flags::CSUM_OK != 0)
-                .map_err(|_| "error.tap_write")
+            let gso = Gso::of(d).map_err(|_| "drop.bad_meta")?;
+            link::send_ipv4(&mut **link, mac, config.mac, packet, d.flags & flags::CSUM_OK != 0, gso)
         })?;
         cx.wake_at(if self.gateway_mac.is_some() {
             self.next_arp

@@ -276,7 +276,9 @@ impl Xen {
 
 impl Platform for Xen {
     fn now(&mut self) -> Instant {
-        Instant::from_nanos(self.system_time().saturating_sub(self.time_base))
+        let now = Instant::from_nanos(self.system_time().saturating_sub(self.time_base));
+        crate::log::stamp(now.as_nanos());
+        now
     }
 
     fn send(&mut self, event: u32) {

@@ -1,19 +1,32 @@
-//! Synthetic traffic for an image's self-test: a component that plays both
+//! Synthetic traffic for an image's self-test: components that play the
 //! edges of a graph.
 //!
 //! [`Traffic`] owns a packet pool. It writes numbered IPv4/UDP packets (valid
 //! checksums, client 10.137.0.5 to 10.138.0.1) into its buffers and sends
-//! them on `to_graph`; whatever comes out of the graph on `from_graph` is
-//! checked against what the [`Scenario`] says the graph does to a packet,
-//! handed back on `from_graph_free`, and the buffers come home on
-//! `to_graph_free`. Its counters say how it went; `done` turns 1 when every
-//! packet went through and every buffer is home.
+//! them on `to_graph`; whatever comes out of the graph on `from_graph` (in
+//! its own pool or the `replies` pool) is checked against what the
+//! [`Scenario`] says the graph does to a packet, handed back on
+//! `from_graph_free`, and the buffers come home on `to_graph_free`. Its
+//! counters say how it went; `done` turns 1 when every packet went through
+//! and every buffer is home.
+//!
+//! [`reflector::Reflector`] plays the far side of a firewall (netfront's
+//! place): it answers every packet that reaches it with a reply from the
+//! server, in a pool of its own, so the replies travel the inbound path back
+//! to the client. [`clients::Clients`] announces the client to the
+//! components that keep per-client state (xenstore's role).
 //!
 //! It runs under the same contract as every component, so the self-test
 //! exercises the real binder, scheduler and rings of the image it runs in.
 //! To test a new chain, wire it between `to_graph` and `from_graph` and, if
 //! the chain changes packets, add a [`Scenario`] that says how.
 #![forbid(unsafe_code)]
+
+pub mod clients;
+pub mod packet;
+pub mod reflector;
+
+pub use packet::packet;
 
 use moat_component::{
     BindError, Binder, BufferOwner, Component, Context, Custody, Fault, PacketDesc, PortDecl, Ports, Rx, Status, Tx,
@@ -28,6 +41,11 @@ pub const HEADROOM: u32 = 64;
 pub enum Scenario {
     /// Every packet comes out unchanged and in order (relays such as echo).
     Unchanged,
+    /// Every packet is answered, in order, by the server: a UDP reply from
+    /// 10.138.0.1:7 to the packet's own source address and port, carrying
+    /// the same payload, with valid checksums (whatever translation happened
+    /// on the way out was undone on the way back).
+    Replies,
 }
 
 /// Configuration.
@@ -39,6 +57,9 @@ pub struct TrafficConfig {
     pub payload: u16,
     /// What to expect.
     pub scenario: Scenario,
+    /// The `meta` word of the packets sent (`moat_net::meta`: bits 0–7 the
+    /// interface, 0 for client slot 0).
+    pub meta: u32,
 }
 
 /// The traffic component's ports.
@@ -48,6 +69,7 @@ pub struct TrafficPorts {
     from_graph: Rx<PacketDesc>,
     from_graph_free: Tx<PacketDesc>,
     pool: moat_component::Pool,
+    replies: moat_component::Pool,
 }
 
 impl Ports for TrafficPorts {
@@ -57,6 +79,7 @@ impl Ports for TrafficPorts {
         PortDecl::rx("from_graph", "PacketDesc"),
         PortDecl::tx("from_graph_free", "PacketDesc"),
         PortDecl::pool_rw("pool"),
+        PortDecl::pool_ro("replies"),
     ];
 
     fn bind<B: Binder>(b: &mut B) -> Result<Self, BindError> {
@@ -66,6 +89,7 @@ impl Ports for TrafficPorts {
             from_graph: b.rx("from_graph")?,
             from_graph_free: b.tx("from_graph_free")?,
             pool: b.pool("pool")?,
+            replies: b.pool("replies")?,
         })
     }
 }
@@ -75,6 +99,7 @@ pub struct Traffic {
     cfg: TrafficConfig,
     owner: BufferOwner,
     custody: Custody,
+    reply_custody: Custody,
     sent: u32,
     received: u32,
     reclaimed: u32,
@@ -101,6 +126,7 @@ impl Traffic {
     fn check(&mut self, got: &[u8]) {
         let mut want = [0u8; 2048];
         let n = packet(self.received, self.cfg.payload, &mut want);
+        let bad = self.bad_order + self.bad_content;
         match self.cfg.scenario {
             Scenario::Unchanged => {
                 if got.get(28..32) != want.get(28..32) {
@@ -109,6 +135,21 @@ impl Traffic {
                     self.bad_content += 1;
                 }
             }
+            Scenario::Replies => {
+                let sent = packet::client_flow(self.received);
+                let reply = packet::Flow { src: sent.dst, dst: sent.src, sport: sent.dport, dport: sent.sport };
+                let mut data = [0u8; 1500];
+                let len = packet::payload(self.received, self.cfg.payload, &mut data);
+                match packet::parse(got) {
+                    Some((_, _, d)) if d.get(..4) != data.get(..4) => self.bad_order += 1,
+                    Some((flow, ttl, d)) if flow == reply && ttl > 0 && d == &data[..len] => {}
+                    _ => self.bad_content += 1,
+                }
+            }
+        }
+        if bad == 0 && self.bad_order + self.bad_content > 0 {
+            // Once: the first mismatch says where to look; counters say the rest.
+            defmt::warn!("traffic: packet {=u32} came out wrong ({=usize} bytes)", self.received, got.len());
         }
     }
 }
@@ -126,10 +167,13 @@ impl Component for Traffic {
         if cfg.payload < 4 || u32::from(cfg.payload) + 28 + HEADROOM > geo.buf_size() || cfg.payload > 1400 {
             return Err(Fault::Config("payload does not fit a buffer"));
         }
+        let reply_custody = Custody::new(*p.replies.geometry());
+        defmt::info!("traffic: sending {=u32} packets of {=u16} payload bytes", cfg.packets, cfg.payload);
         Ok(Traffic {
             cfg,
             owner: BufferOwner::new(geo),
             custody: Custody::new(geo),
+            reply_custody,
             sent: 0,
             received: 0,
             reclaimed: 0,
@@ -158,11 +202,16 @@ impl Component for Traffic {
         let room = p.from_graph_free.free()?.min(cx.budget());
         for _ in 0..room {
             let Some(d) = p.from_graph.pop()? else { break };
-            if self.custody.receive(&d).is_err() {
+            let (pool, custody) = if d.pool == p.pool.geometry().id() {
+                (&p.pool, &mut self.custody)
+            } else {
+                (&p.replies, &mut self.reply_custody)
+            };
+            if custody.receive(&d).is_err() {
                 self.bad_descriptor += 1;
                 continue;
             }
-            match p.pool.packet(&d) {
+            match pool.packet(&d) {
                 Ok(bytes) => {
                     let bytes: &[u8] = bytes;
                     let mut copy = [0u8; 2048];
@@ -174,7 +223,8 @@ impl Component for Traffic {
             }
             self.first_ns.get_or_insert(now);
             self.received += 1;
-            if self.custody.give_back(&d).is_err() || !p.from_graph_free.push(&d)? {
+            let custody = if d.pool == p.pool.geometry().id() { &mut self.custody } else { &mut self.reply_custody };
+            if custody.give_back(&d).is_err() || !p.from_graph_free.push(&d)? {
                 return Err(Fault::Internal("from_graph_free refused a buffer it lent"));
             }
         }
@@ -185,7 +235,7 @@ impl Component for Traffic {
                 break;
             }
             let Some(whole) = self.owner.alloc() else { break };
-            let d = PacketDesc { offset: whole.offset + HEADROOM, len: 0, ..whole };
+            let d = PacketDesc { offset: whole.offset + HEADROOM, len: 0, meta: self.cfg.meta, ..whole };
             let (buf, start) = p.pool.buffer_mut(&d).map_err(|_| Fault::Internal("own buffer refused"))?;
             let len = packet(self.sent, self.cfg.payload, &mut buf[start..]);
             let d = PacketDesc { len: len as u32, ..d };
@@ -199,8 +249,9 @@ impl Component for Traffic {
         if self.sent < self.cfg.packets && p.to_graph.free()? == 0 && p.to_graph.wait_space()? {
             cx.again();
         }
-        if self.done() {
-            self.done_ns.get_or_insert(now);
+        if self.done() && self.done_ns.is_none() {
+            self.done_ns = Some(now);
+            defmt::info!("traffic: all {=u32} packets through, every buffer home", self.received);
         }
         p.to_graph.flush(cx);
         p.from_graph_free.flush(cx);
@@ -223,53 +274,4 @@ impl Component for Traffic {
         out.put("first_packet_ns", self.first_ns.unwrap_or(0));
         out.put("done_ns", self.done_ns.unwrap_or(0));
     }
-}
-
-/// The RFC 1071 sum of `data`, folded, not complemented.
-fn sum(mut acc: u32, data: &[u8]) -> u32 {
-    let mut chunks = data.chunks_exact(2);
-    for c in &mut chunks {
-        acc += u32::from(u16::from_be_bytes([c[0], c[1]]));
-    }
-    if let [b] = chunks.remainder() {
-        acc += u32::from(*b) << 8;
-    }
-    while acc > 0xffff {
-        acc = (acc & 0xffff) + (acc >> 16);
-    }
-    acc
-}
-
-/// Writes packet number `seq` (IPv4 + UDP, `payload` bytes whose first four
-/// are `seq`) into `out`; returns its length. `out` must hold it.
-pub fn packet(seq: u32, payload: u16, out: &mut [u8]) -> usize {
-    let src = [10, 137, 0, 5];
-    let dst = [10, 138, 0, 1];
-    let udp_len = 8 + payload;
-    let total = 20 + udp_len;
-    let ip = &mut out[..20];
-    ip.copy_from_slice(&[0x45, 0, 0, 0, 0, 0, 0x40, 0, 64, 17, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
-    ip[2..4].copy_from_slice(&total.to_be_bytes());
-    ip[4..6].copy_from_slice(&(seq as u16).to_be_bytes());
-    ip[12..16].copy_from_slice(&src);
-    ip[16..20].copy_from_slice(&dst);
-    let c = !(sum(0, ip) as u16);
-    ip[10..12].copy_from_slice(&c.to_be_bytes());
-    let sport = 1024 + (seq % 60000) as u16;
-    let udp = &mut out[20..total as usize];
-    udp[0..2].copy_from_slice(&sport.to_be_bytes());
-    udp[2..4].copy_from_slice(&7u16.to_be_bytes());
-    udp[4..6].copy_from_slice(&udp_len.to_be_bytes());
-    udp[6..8].copy_from_slice(&[0, 0]);
-    udp[8..12].copy_from_slice(&seq.to_le_bytes());
-    for (i, b) in udp[12..].iter_mut().enumerate() {
-        *b = (i as u8) ^ (seq as u8);
-    }
-    let pseudo = sum(sum(sum(0, &src), &dst), &[0, 17]) + u32::from(udp_len);
-    let mut c = !(sum(sum(pseudo, &[]), udp) as u16);
-    if c == 0 {
-        c = 0xffff;
-    }
-    udp[6..8].copy_from_slice(&c.to_be_bytes());
-    total as usize
 }
