@@ -65,9 +65,9 @@ fn moat_selftest_on_real_xen() {
     ]);
 }
 
-/// moat's image against the contract of issue 9 (`tests/xen/README.md`).
+/// moat's image (the default `system.toml`) against the contract of issue 9
+/// (`tests/xen/README.md`).
 #[test]
-#[ignore = "moat's image does not print the tests/xen/README.md contract yet; run with --run-ignored all"]
 fn moat_on_real_xen() {
     let image = moat_image();
     let run = run_scenario("moat-on-xen", "moat-on-xen", &[("moat.pvh", &image)]);

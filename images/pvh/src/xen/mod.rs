@@ -96,13 +96,20 @@ pub struct Xen {
     store: Option<DeviceMem>,
     ports: [u32; MAX_DEVICES],
     nports: usize,
+    /// The PV console's event channel, if Xen gave us a console.
+    console_port: Option<u32>,
 }
 
 impl Xen {
     /// Sets up hypercalls, shared info, the console ring, the grant table
     /// and the XenStore device.
+    ///
+    /// Each step that works prints its `MOAT-TEST` line (tests/xen/README.md),
+    /// once the console ring is there to carry it.
     pub fn init(info: XenInfo, mem: &mut Memory) -> Result<Xen, XenError> {
         hypercall::install(info.msr);
+        let version = hypercall::xen_version();
+        check("xen_version", version)?;
         let shared = mem.alloc(4096)?;
         check("add_to_physmap(shared_info)", hypercall::add_to_physmap(mapspace::SHARED_INFO, 0, shared as u64 >> 12))?;
         let mut xen = Xen {
@@ -112,6 +119,7 @@ impl Xen {
             store: None,
             ports: [0; MAX_DEVICES],
             nports: 0,
+            console_port: None,
         };
         xen.time_base = xen.system_time();
 
@@ -125,7 +133,11 @@ impl Xen {
             // The lines before this went to port 0xe9 only; repeat who we are.
             println!("moat: on Xen {}.{} (CPUID base {:#x})", info.major, info.minor, info.base);
             println!("moat: xen: console ring at pfn {:#x}, event channel {}", pfn, port);
+            xen.console_port = Some(port as u32);
         }
+        println!("MOAT-TEST xen version={}.{}", version >> 16, version & 0xffff);
+        println!("MOAT-TEST hypercall-page ok");
+        println!("MOAT-TEST shared-info ok");
 
         let gt = mem.alloc(GRANT_FRAMES * 4096)?;
         for i in 0..GRANT_FRAMES {
@@ -136,6 +148,7 @@ impl Xen {
         }
         xen.grant_table = gt;
         ops::init(gt);
+        println!("MOAT-TEST gnttab ok frames={}", GRANT_FRAMES);
 
         let pfn =
             hypercall::get_param(hvm_param::STORE_PFN).map_err(|e| XenError::Hypercall("get_param(STORE_PFN)", e))?;
@@ -270,7 +283,15 @@ impl Xen {
             if ok { "ok" } else { "FAILED" },
             op[0].status
         );
-        if seen && ok { Ok(()) } else { Err(XenError::Hypercall("self-check", -1)) }
+        if !(seen && ok) {
+            return Err(XenError::Hypercall("self-check", -1));
+        }
+        // Event channels work (the loopback above); these are the ones the
+        // toolstack gave us.
+        if let (Some(store), Some(console)) = (self.store, self.console_port) {
+            println!("MOAT-TEST evtchn ok store={} console={}", store.event, console);
+        }
+        Ok(())
     }
 }
 
