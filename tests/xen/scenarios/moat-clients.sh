@@ -33,6 +33,7 @@ cycles=50
 # servers live on dom0's own loopback: 10.140.0.2 (HTTP) and 10.139.1.1
 # (DNS, the address Qubes clients use; moat redirects their queries there).
 sysctl -qw net.ipv4.ip_forward=1
+ip link set lo up   # dom0's /init leaves it down
 ip addr add 10.140.0.2/32 dev lo
 ip addr add 10.139.1.1/32 dev lo
 mkdir -p /srv
