@@ -103,8 +103,11 @@ client() { # NAME IP ROLE MAC
   linux_guest "$1" "$extra" "vif = ['backend=moat,ip=$2,mac=$4']"
 }
 boot_timed client-a "$(client client-a 10.137.0.10 a 00:16:3e:5e:6c:0a)" '^TESTBED-GUEST ready' 400 &
+pa=$!
 boot_timed client-b "$(client client-b 10.137.0.11 b 00:16:3e:5e:6c:0b)" '^TESTBED-GUEST ready' 400 &
-wait
+pb=$!
+# Only these two: a bare `wait` would wait for tiny-dns too, for ever.
+wait "$pa" "$pb"
 a=$(xl domid client-a)
 b=$(xl domid client-b)
 be() { xenstore-read "/local/domain/$moat/backend/vif/$1/$2/state" 2>/dev/null; }
