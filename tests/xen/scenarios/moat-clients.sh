@@ -111,8 +111,11 @@ wait "$pa" "$pb"
 a=$(xl domid client-a)
 b=$(xl domid client-b)
 be() { xenstore-read "/local/domain/$moat/backend/vif/$1/$2/state" 2>/dev/null; }
-check client-a-vif-connected wait_for 60 [ "$(be "$a" 0)" = 4 ]
-check client-b-vif-connected wait_for 60 [ "$(be "$b" 0)" = 4 ]
+# connected DOMID DEVID: moat's backend says Connected (a function, so that
+# wait_for reads the state afresh each time).
+connected() { [ "$(be "$1" "$2")" = 4 ]; }
+check client-a-vif-connected wait_for 60 connected "$a" 0
+check client-b-vif-connected wait_for 60 connected "$b" 0
 la=$(console_log client-a)
 lb=$(console_log client-b)
 for t in ping dns http big reject spoof; do
@@ -143,16 +146,20 @@ while [ "$i" -lt "$cycles" ]; do
   wait_for 30 gone "$dev" || { fail "cycle-$i-detach" "backend dir of vif $dev still there"; break; }
   xl network-attach client-a backend=moat ip=10.137.0.10 mac=00:16:3e:5e:6c:0a >>/results/xl-network.txt 2>&1
   dev=$(xenstore-list "/local/domain/$a/device/vif" 2>/dev/null | tail -n 1)
-  wait_for 60 [ "$(be "$a" "$dev")" = 4 ] || { fail "cycle-$i-connect" "vif $dev not connected"; break; }
+  wait_for 60 connected "$a" "$dev" || { fail "cycle-$i-connect" "vif $dev not connected"; break; }
 done
-[ "$i" -eq "$cycles" ] && [ "$(be "$a" "$dev")" = 4 ] && ok "vif-detach-attach-$cycles-cycles"
+[ "$i" -eq "$cycles" ] && connected "$a" "$dev" && ok "vif-detach-attach-$cycles-cycles"
 fresh_status
 fresh_status
 check moat-channels-after-cycles [ "$(status netback held.channels)" = 2 ]
 check moat-maps-after-cycles [ "$(status netback held.maps)" = 4 ]
 check moat-watches-after-cycles [ "$(status netback held.watches)" = 2 ]
 check moat-connects-counted [ "$(status netback vif.connects)" -ge $((cycles + 2)) ]
-check moat-buffers-home [ "$(status netback held.buffers)" = 0 ]
+# Buffers not yet home may rest in the free rings on their way back (each
+# consumer is woken for a batch of 1/32 of its ring: 32 of 1024 here, on
+# two rings back to netback), never more; a leak per cycle would pass that.
+echo "moat: netback held.buffers=$(status netback held.buffers) after the cycles"
+check moat-buffers-home [ "$(status netback held.buffers)" -le 64 ]
 check moat-ops-refused-none [ "$(status netback error.ops_refused)" = 0 ]
 grep '^moat: ops:' "$log" | tail -n 4
 
