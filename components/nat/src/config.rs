@@ -9,19 +9,23 @@ use crate::conn::Conn;
 use crate::ports::{Record, records_for};
 use crate::table::buckets;
 
-/// Configuration. Only `uplink_ip` has no default.
+/// Configuration. Every field has a default.
 ///
 /// ```toml
-/// config = { uplink_ip = "10.138.0.2", max_connections = 65536, max_per_client = 8192 }
+/// config = { max_connections = 65536, max_per_client = 8192 }
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NatConfig {
     /// The firewall's address on the uplink: every client connection leaves
-    /// from it (source NAT).
-    pub uplink_ip: Ipv4Addr,
+    /// from it (source NAT). Normally learnt at run time: netfront tells the
+    /// NAT the address sys-net's toolstack gave it (the `uplink` port); a
+    /// value here is used until then. Without either, nothing leaves for the
+    /// uplink (dropped and counted, `drop.no_uplink`).
+    #[serde(default)]
+    pub uplink_ip: Option<Ipv4Addr>,
     /// The address clients know the firewall by (their gateway), the source
-    /// of the ICMP errors moat sends them. Default: `uplink_ip` (as in Qubes,
-    /// where a client's gateway is its netvm's own address).
+    /// of the ICMP errors moat sends them. Default: the uplink address (as in
+    /// Qubes, where a client's gateway is its netvm's own address).
     #[serde(default)]
     pub gateway_ip: Option<Ipv4Addr>,
     /// Connections the table holds (default 65,536; 48 bytes each plus
@@ -144,7 +148,8 @@ impl Sizes {
     }
 }
 
-fn unicast(a: Ipv4Addr) -> bool {
+/// True for an address a host may have.
+pub fn unicast(a: Ipv4Addr) -> bool {
     !(a.is_unspecified() || a.is_broadcast() || a.is_multicast() || a.is_loopback() || a.octets()[0] >= 240)
 }
 
@@ -152,7 +157,7 @@ impl NatConfig {
     /// A configuration with every default and this uplink address.
     pub fn new(uplink_ip: Ipv4Addr) -> Self {
         NatConfig {
-            uplink_ip,
+            uplink_ip: Some(uplink_ip),
             gateway_ip: None,
             max_connections: default_max_connections(),
             max_per_client: default_max_per_client(),
@@ -168,9 +173,9 @@ impl NatConfig {
         }
     }
 
-    /// The gateway address in effect.
-    pub fn gateway(&self) -> Ipv4Addr {
-        self.gateway_ip.unwrap_or(self.uplink_ip)
+    /// The gateway address in effect at start.
+    pub fn gateway(&self) -> Option<Ipv4Addr> {
+        self.gateway_ip.or(self.uplink_ip)
     }
 
     /// Refuses settings the NAT cannot work with; the text names the field.
@@ -187,7 +192,7 @@ impl NatConfig {
         if !(576..=9216).contains(&self.uplink_mtu) {
             return Err("uplink_mtu must be 576 to 9216");
         }
-        if !unicast(self.uplink_ip) || !unicast(self.gateway()) {
+        if !self.uplink_ip.iter().chain(&self.gateway_ip).all(|a| unicast(*a)) {
             return Err("uplink_ip and gateway_ip must be unicast addresses");
         }
         if !self.client_dns.iter().chain(&self.dns_servers).all(|a| unicast(*a)) {

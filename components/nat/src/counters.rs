@@ -96,6 +96,13 @@ counters! {
     DropNotDns => "drop.not_dns",
     /// Addressed to the firewall itself.
     DropToSelf => "drop.to_self",
+    /// For the uplink (or an ICMP error from moat) before the uplink
+    /// address is known.
+    DropNoUplink => "drop.no_uplink",
+    /// Uplink address events applied.
+    UplinkEvents => "uplink.events",
+    /// Uplink address events refused (not a unicast address).
+    UplinkEventsBad => "uplink.events_bad",
     /// Bigger than the uplink MTU without DF (would need fragmenting); for a
     /// super-packet, its segments are.
     DropTooBig => "drop.too_big",

@@ -64,8 +64,10 @@ pub struct Regions<'a> {
 }
 
 struct Settings {
-    uplink: [u8; 4],
-    gateway: Ipv4Addr,
+    /// Learnt at run time (or configured), `None` until then.
+    uplink: Option<[u8; 4]>,
+    /// Configured; otherwise the uplink address.
+    gateway: Option<Ipv4Addr>,
     client_dns: [[u8; 4]; 2],
     mtu: usize,
     max_per_client: u32,
@@ -154,8 +156,8 @@ impl<'a> Engine<'a> {
         .ok_or("port allocator regions unusable")?;
         Ok(Engine {
             s: Settings {
-                uplink: cfg.uplink_ip.octets(),
-                gateway: cfg.gateway(),
+                uplink: cfg.uplink_ip.map(|a| a.octets()),
+                gateway: cfg.gateway_ip,
                 client_dns: cfg.client_dns.map(|a| a.octets()),
                 mtu: usize::from(cfg.uplink_mtu),
                 max_per_client: cfg.max_per_client,
@@ -206,6 +208,42 @@ impl<'a> Engine<'a> {
     /// Fragment trains in flight.
     pub fn trains(&self) -> usize {
         self.trains.len()
+    }
+
+    /// The uplink address, once known.
+    pub fn uplink(&self) -> Option<[u8; 4]> {
+        self.s.uplink
+    }
+
+    fn uplink_ip(&self) -> Result<[u8; 4], C> {
+        self.s.uplink.ok_or(C::DropNoUplink)
+    }
+
+    /// The address clients know moat by.
+    fn gateway(&self) -> Option<Ipv4Addr> {
+        self.s.gateway.or(self.s.uplink.map(Ipv4Addr::from))
+    }
+
+    /// netfront says the uplink is up with an address (or down). The
+    /// address is kept while the uplink is down, so connections survive
+    /// sys-net reconnecting the vif; a new address replaces it (and
+    /// connections made from the old one fade out: their replies no longer
+    /// reach it).
+    pub fn uplink_event(&mut self, e: &moat_control::UplinkEvent) {
+        match *e {
+            moat_control::UplinkEvent::Up { ipv4, mtu } => {
+                if !crate::config::unicast(Ipv4Addr::from(ipv4)) {
+                    self.counters.bump(C::UplinkEventsBad);
+                    return;
+                }
+                self.s.uplink = Some(ipv4);
+                if (576..=9216).contains(&mtu) {
+                    self.s.mtu = usize::from(mtu);
+                }
+            }
+            moat_control::UplinkEvent::Down => {}
+        }
+        self.counters.bump(C::UplinkEvents);
     }
 
     fn random(&mut self) -> u64 {
@@ -401,9 +439,10 @@ impl<'a> Engine<'a> {
             self.counters.bump(C::InterVm);
             return here(Fate::Client(to));
         }
-        if dst == self.s.uplink || dst == self.s.gateway.octets() {
+        if Some(dst) == self.s.uplink || Some(dst) == self.gateway().map(|g| g.octets()) {
             return Err(C::DropToSelf);
         }
+        let uplink = self.uplink_ip()?;
         // A super-packet leaves as segments: the MTU applies to each.
         if segment > self.s.mtu {
             let df = Ipv4::parse(&*pkt).map_err(|_| C::DropMalformed)?.header().dont_fragment();
@@ -466,7 +505,7 @@ impl<'a> Engine<'a> {
                 let c = *self.table.get(idx);
                 let port = has_ports(c.proto).then_some(c.nat_port);
                 let outside = self.table.in_key(&c).outside_ip;
-                rewrite::ipv4(pkt, End::Src, self.s.uplink.into(), port).map_err(|_| C::DropMalformed)?;
+                rewrite::ipv4(pkt, End::Src, uplink.into(), port).map_err(|_| C::DropMalformed)?;
                 if outside != dst {
                     rewrite::ipv4(pkt, End::Dst, outside.into(), None).map_err(|_| C::DropMalformed)?;
                     self.counters.bump(C::DnsRedirected);
@@ -474,7 +513,7 @@ impl<'a> Engine<'a> {
                 decrement_ttl(pkt)?;
                 if let Some(k) = train {
                     let plen = Ipv4::parse(&*pkt).map_err(|_| C::DropMalformed)?.payload().len() as u32;
-                    let rw = Rewrite { src: self.s.uplink, dst: outside, fate: Fate::Uplink };
+                    let rw = Rewrite { src: uplink, dst: outside, fate: Fate::Uplink };
                     self.trains.first(k, plen, rw, now).map_err(frag_counter)?;
                 }
                 self.counters.bump(C::Outbound);
@@ -634,12 +673,13 @@ impl<'a> Engine<'a> {
         let port = has_ports(p).then_some(c.nat_port);
         let outside = self.table.in_key(&c).outside_ip;
         let bad = |_: Error| C::DropIcmpUnmatched;
-        rewrite::ipv4_quoted(pkt, End::Dst, self.s.uplink.into(), port).map_err(bad)?;
+        let uplink = self.uplink_ip()?;
+        rewrite::ipv4_quoted(pkt, End::Dst, uplink.into(), port).map_err(bad)?;
         if outside != q_src {
             rewrite::ipv4_quoted(pkt, End::Src, outside.into(), None).map_err(bad)?;
             rewrite::ipv4(pkt, End::Dst, outside.into(), None).map_err(bad)?;
         }
-        rewrite::ipv4(pkt, End::Src, self.s.uplink.into(), None).map_err(bad)?;
+        rewrite::ipv4(pkt, End::Src, uplink.into(), None).map_err(bad)?;
         decrement_ttl(pkt)
     }
 
@@ -659,8 +699,8 @@ impl<'a> Engine<'a> {
         now: u64,
     ) -> Result<Decision, C> {
         self.ident = self.ident.wrapping_add(1);
-        let built =
-            icmp_error::build_v4(buf, start, len, self.s.gateway, kind, self.ident).map_err(|_| C::IcmpNotAllowed)?;
+        let gateway = self.gateway().ok_or(C::DropNoUplink)?;
+        let built = icmp_error::build_v4(buf, start, len, gateway, kind, self.ident).map_err(|_| C::IcmpNotAllowed)?;
         if per_client && !self.clients.allow_icmp(slot, now, self.s.icmp_rate, self.s.icmp_burst) {
             return Err(C::IcmpRateLimited);
         }
@@ -698,7 +738,7 @@ impl<'a> Engine<'a> {
         let pkt = buf.get_mut(start..end).ok_or(C::DropMalformed)?;
         let s = self.checked(pkt, dflags)?;
         let src = ipv4(s.src).ok_or(C::DropIpv6)?;
-        if ipv4(s.dst) != Some(self.s.uplink) {
+        if self.s.uplink.is_none() || ipv4(s.dst) != self.s.uplink {
             return Err(C::DropNotForUs);
         }
         let here = |fate| Ok(Decision { fate, start, len });
@@ -764,7 +804,7 @@ impl<'a> Engine<'a> {
     /// back to what the client sent. Returns the client slot.
     fn inbound_icmp_error(&mut self, pkt: &mut [u8], now: u64) -> Result<u8, C> {
         let Quoted { src: q_src, dst: q_dst, proto: p, sport, dport } = quoted_tuple(pkt)?;
-        if q_src != self.s.uplink {
+        if Some(q_src) != self.s.uplink {
             return Err(C::DropIcmpUnmatched);
         }
         let key = InKey { proto: p, outside_ip: q_dst, remote_port: dport, nat_port: sport };

@@ -6,6 +6,7 @@
 //!  csum.to_nat      -> from_csum       [nat] to_clients    -> netback.from_nat
 //!  xenstore         -> clients         (ClientEvent: slot <-> address, up/down)
 //!  rules.to_nat_ctl -> from_rules_ctl  [nat] to_rules_ctl  -> rules.from_nat_ctl
+//!  netfront         -> uplink          (UplinkEvent: the uplink address, learnt at run time)
 //! ```
 //!
 //! * **Out** (from the rules, verdict in `meta`): `Accept` is translated to
@@ -81,8 +82,8 @@ use moat_component::{
     BindError, Binder, Component, Context, Custody, Fault, MsgRx, MsgTx, PacketDesc, Pool, PortDecl, Ports, Rx, Status,
     Tx,
 };
-use moat_control::ClientEvent;
 use moat_control::rules::RulesToNat;
+use moat_control::{ClientEvent, UplinkEvent};
 use moat_net::meta::{Gso, Iface, Meta, Verdict, flags};
 
 pub use config::NatConfig;
@@ -102,6 +103,7 @@ pub struct NatPorts {
     to_clients: Tx<PacketDesc>,
     to_clients_free: Rx<PacketDesc>,
     clients: MsgRx,
+    uplink: MsgRx,
     from_rules_ctl: MsgRx,
     to_rules_ctl: MsgTx,
     client_buffers: Pool,
@@ -128,6 +130,7 @@ impl Ports for NatPorts {
         PortDecl::tx("to_clients", "PacketDesc"),
         PortDecl::rx("to_clients_free", "PacketDesc"),
         PortDecl::rx("clients", ClientEvent::NAME),
+        PortDecl::rx("uplink", UplinkEvent::NAME),
         PortDecl::rx("from_rules_ctl", "RulesToNat"),
         PortDecl::tx("to_rules_ctl", "NatToRules"),
         PortDecl::pool_rw("client_buffers"),
@@ -149,6 +152,7 @@ impl Ports for NatPorts {
             to_clients: b.tx("to_clients")?,
             to_clients_free: b.rx("to_clients_free")?,
             clients: b.msg_rx("clients", ClientEvent::NAME)?,
+            uplink: b.msg_rx("uplink", UplinkEvent::NAME)?,
             from_rules_ctl: b.msg_rx("from_rules_ctl", "RulesToNat")?,
             to_rules_ctl: b.msg_tx("to_rules_ctl", "NatToRules")?,
             client_buffers: b.pool("client_buffers")?,
@@ -248,6 +252,7 @@ impl Component for Nat {
         out.put("frag.trains", self.engine.trains() as u64);
         out.put("held.client_buffers", u64::from(self.client_custody.held()));
         out.put("held.uplink_buffers", u64::from(self.uplink_custody.held()));
+        out.put("uplink.known", u64::from(self.engine.uplink().is_some()));
         let r = self.engine.rechecks();
         out.put("recheck.in_flight", r.in_flight() as u64);
         out.put("recheck.pending_slots", r.pending() as u64);
@@ -304,6 +309,15 @@ impl Nat {
         if self.engine.accepts_client_events() {
             p.clients.finish(cx)?;
         }
+        let mut buf = [0u8; 32];
+        for _ in 0..cx.budget() {
+            match p.uplink.recv::<UplinkEvent>(&mut buf)? {
+                None => break,
+                Some(Ok(e)) => self.engine.uplink_event(&e),
+                Some(Err(_)) => self.engine.count(C::ControlBad),
+            }
+        }
+        p.uplink.finish(cx)?;
         // Always drained: the rules wait for room here before reading more
         // of our checks, so holding back would deadlock the exchange.
         let mut buf = [0u8; 256];

@@ -24,6 +24,7 @@ struct Rig {
     to_clients: Consumer<PacketDesc>,
     to_clients_free: Producer<PacketDesc>,
     clients: ByteProducer,
+    uplink: ByteProducer,
     rules_ctl: ByteProducer,
     to_rules_ctl: ByteConsumer,
     client_pool: Pool,
@@ -31,12 +32,23 @@ struct Rig {
     nat: Running<Nat>,
 }
 
+fn config_small() -> moat_nat::NatConfig {
+    let mut cfg = config();
+    cfg.max_connections = 1024;
+    cfg.max_per_client = 512;
+    cfg
+}
+
 fn rig() -> Rig {
     rig_with(1024)
 }
 
-/// `ctl_ring`: bytes of the `to_rules_ctl` ring.
 fn rig_with(ctl_ring: u32) -> Rig {
+    rig_config(config_small(), ctl_ring)
+}
+
+/// `ctl_ring`: bytes of the `to_rules_ctl` ring.
+fn rig_config(cfg: moat_nat::NatConfig, ctl_ring: u32) -> Rig {
     let mut h = Harness::new();
     h.seed([9; 32]);
     let from_rules = h.input("from_rules", 64);
@@ -48,13 +60,11 @@ fn rig_with(ctl_ring: u32) -> Rig {
     let to_clients = h.output("to_clients", 128);
     let to_clients_free = h.input("to_clients_free", 128);
     let clients = h.msg_input("clients", "ClientEvent", 1024);
+    let uplink = h.msg_input("uplink", "UplinkEvent", 1024);
     let rules_ctl = h.msg_input("from_rules_ctl", "RulesToNat", 1024);
     let to_rules_ctl = h.msg_output("to_rules_ctl", "NatToRules", ctl_ring);
     let client_pool = h.pool("client_buffers", PoolGeometry::new(CLIENT_POOL, 2048, 64).unwrap(), true);
     let uplink_pool = h.pool("uplink_buffers", PoolGeometry::new(UPLINK_POOL, 2048, 64).unwrap(), true);
-    let mut cfg = config();
-    cfg.max_connections = 1024;
-    cfg.max_per_client = 512;
     let nat = h.start::<Nat>(cfg).unwrap();
     Rig {
         from_rules,
@@ -66,6 +76,7 @@ fn rig_with(ctl_ring: u32) -> Rig {
         to_clients,
         to_clients_free,
         clients,
+        uplink,
         rules_ctl,
         to_rules_ctl,
         client_pool,
@@ -263,4 +274,51 @@ fn broken_control_frames_are_counted_not_fatal() {
     let st = r.nat.status();
     assert_eq!((st["control.bad_frames"], st["recheck.bad"]), (2, 1));
     r.nat.component.engine().check().unwrap();
+}
+
+#[test]
+fn the_uplink_address_is_learnt_at_run_time() {
+    let mut cfg = config();
+    cfg.uplink_ip = None;
+    cfg.gateway_ip = None;
+    cfg.max_connections = 1024;
+    cfg.max_per_client = 512;
+    let mut r = rig_config(cfg, 1024);
+    r.client_up(0);
+    // Not known yet: nothing leaves, no reject can be sent.
+    let q = udp(client_ip(0), SERVER, 40000, 53, b"query");
+    let early = r.send_out(0, &q, 0, Verdict::Accept);
+    let rejected = r.send_out(1, &q, 0, Verdict::Reject);
+    r.nat.call(Instant::from_secs(1)).unwrap();
+    assert!(drain(&mut r.to_uplink).is_empty());
+    assert!(drain(&mut r.to_clients).is_empty());
+    assert_eq!(drain(&mut r.from_rules_free), [early, rejected]);
+    assert_eq!(r.nat.status()["drop.no_uplink"], 2);
+    assert_eq!(r.nat.status()["uplink.known"], 0);
+    // netfront says the uplink is up.
+    let learnt = [10, 138, 0, 77];
+    r.uplink.send_msg(&moat_control::UplinkEvent::Up { ipv4: learnt, mtu: 1500 }, &mut [0u8; 32]).unwrap();
+    let _ = r.uplink.publish();
+    r.send_out(2, &q, 0, Verdict::Accept);
+    r.nat.call(Instant::from_secs(2)).unwrap();
+    let up = drain(&mut r.to_uplink);
+    assert_eq!(up.len(), 1);
+    let translated = r.client_pool.packet(&up[0]).unwrap().to_vec();
+    assert_eq!(tuple(&translated).0, learnt);
+    assert!(checksums_right(&translated));
+    // Rejects now come from the learnt address (the clients' gateway).
+    r.send_out(3, &udp(client_ip(0), SERVER, 40001, 25, b"x"), 0, Verdict::Reject);
+    r.nat.call(Instant::from_secs(3)).unwrap();
+    let rej = drain(&mut r.to_clients);
+    assert_eq!(rej.len(), 1);
+    assert_eq!(tuple(r.client_pool.packet(&rej[0]).unwrap()).0, learnt);
+    // A bad address is refused; Down keeps the address.
+    r.uplink
+        .send_msg(&moat_control::UplinkEvent::Up { ipv4: [255, 255, 255, 255], mtu: 1500 }, &mut [0u8; 32])
+        .unwrap();
+    r.uplink.send_msg(&moat_control::UplinkEvent::Down, &mut [0u8; 32]).unwrap();
+    let _ = r.uplink.publish();
+    r.nat.call(Instant::from_secs(4)).unwrap();
+    let st = r.nat.status();
+    assert_eq!((st["uplink.events"], st["uplink.events_bad"], st["uplink.known"]), (2, 1, 1));
 }

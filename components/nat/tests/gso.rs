@@ -136,6 +136,7 @@ fn rig() -> Rig {
     let to_clients = h.output("to_clients", 32);
     let _ = h.input::<PacketDesc>("to_clients_free", 32);
     let clients = h.msg_input("clients", "ClientEvent", 1024);
+    let _ = h.msg_input("uplink", "UplinkEvent", 1024);
     let _ = h.msg_input("from_rules_ctl", "RulesToNat", 1024);
     let _ = h.msg_output("to_rules_ctl", "NatToRules", 1024);
     let client_pool = h.pool("client_buffers", PoolGeometry::new(1, BUF as u32, 8).unwrap(), true);

@@ -126,6 +126,7 @@ fn pair() -> Pair {
     let to_clients = h.output("to_clients", 128);
     let to_clients_free = h.input("to_clients_free", 128);
     let n_clients = h.msg_input("clients", "ClientEvent", 1024);
+    h.msg_input("uplink", "UplinkEvent", 1024);
     let from_rules_ctl = h.msg_input("from_rules_ctl", "RulesToNat", 1024);
     let to_rules_ctl = h.msg_output("to_rules_ctl", "NatToRules", 1024);
     let client_pool = h.pool("client_buffers", PoolGeometry::new(CLIENT_POOL, 2048, BUFS).unwrap(), true);

@@ -15,7 +15,9 @@
 //! * **Identity and shutdown.** It reads its own `domid` and `name`, writes
 //!   a status key, advertises `control/feature-poweroff`/`-reboot`, watches
 //!   `control/shutdown`, acknowledges a request by clearing it, and reports
-//!   it to the runtime as a [`RuntimeEvent`] ([`system`]).
+//!   it to the runtime as a [`RuntimeEvent`] ([`system`]); so too the end of
+//!   start-up (`Ready`, with our domid and name) and each new value of an
+//!   optional probe key.
 //! * **Access for other components.** netback and netfront send
 //!   [`XsRequest`]s; each path is checked against the prefixes
 //!   `system.toml` grants that component ([`policy`]) before anything
@@ -85,6 +87,10 @@ pub struct XenstoreConfig {
     pub status_key: String<64>,
     /// Its value.
     pub status_value: String<32>,
+    /// A key (relative to our domain) to watch for liveness probes: each
+    /// new value is reported to the runtime ([`RuntimeEvent::Probe`]), which
+    /// logs it. Empty for none.
+    pub probe_key: String<64>,
     /// Handle `control/shutdown` (and advertise that we do).
     pub shutdown: bool,
     /// Our domain id, if known in advance; otherwise read from `domid`.
@@ -114,6 +120,7 @@ impl Default for XenstoreConfig {
             uplink_devid: Some(0),
             status_key: s("data/moat-status"),
             status_value: s("running"),
+            probe_key: String::new(),
             shutdown: true,
             domid: None,
             tx_retries: 8,
@@ -240,6 +247,9 @@ impl Component for Xenstore {
         }
         if !config.status_key.is_empty() && Path::new(config.status_key.as_bytes()).is_err() {
             return Err(Fault::Config("status_key is not a XenStore path"));
+        }
+        if !config.probe_key.is_empty() && Path::new(config.probe_key.as_bytes()).is_err() {
+            return Err(Fault::Config("probe_key is not a XenStore path"));
         }
         if config.timeout_ms == 0 {
             return Err(Fault::Config("timeout_ms must be positive"));
@@ -441,6 +451,7 @@ impl Xenstore {
             Owner::Internal(watches::Internal::Vifs) => self.vifs.on_event(path),
             Owner::Internal(watches::Internal::Shutdown) => self.system.shutdown_changed(),
             Owner::Internal(watches::Internal::Uplink) => self.system.uplink_changed(),
+            Owner::Internal(watches::Internal::Probe) => self.system.probe_changed(),
             Owner::Client(client, token) => self.clients.on_event(client, token, slot, path, &mut self.watches),
         }
     }

@@ -7,6 +7,11 @@
 //! fails for a transient reason (timeout, disconnect) is retried after
 //! [`RETRY`]; one the store refuses outright is given up and counted.
 //!
+//! Once every start-up step is done (or given up), the runtime hears
+//! `Ready` with our domid and name, once. With a probe key configured, we
+//! watch it and report each value it takes (nothing while it is absent or
+//! empty, as at the watch's first firing).
+//!
 //! Shutdown: when `control/shutdown` fires we read it; if it holds a
 //! request we read and clear it in one transaction (so a request written
 //! meanwhile is not lost, and our own clearing write, which fires the watch
@@ -15,7 +20,7 @@
 use heapless::{String, Vec};
 use moat_component::{Duration, Fault, Instant, MsgTx, Status};
 use moat_control::xenstore::XsPath;
-use moat_control::{NetfrontCtl, RuntimeEvent, ShutdownReason, Uplink};
+use moat_control::{NetfrontCtl, RuntimeEvent, RuntimeText, ShutdownReason, Uplink, runtime_text};
 use moat_xen::xenstore::{Path, PathBuf};
 use moat_xen::xs_wire::XsdError;
 
@@ -53,6 +58,8 @@ pub enum Task {
     ReadUplink,
     /// Read the uplink backend's `ip`.
     ReadUplinkIp,
+    /// Read the probe key.
+    ReadProbe,
 }
 
 /// Start-up steps still to do (bits).
@@ -64,6 +71,7 @@ mod step {
     pub const NAME: u8 = 16;
     pub const STATUS: u8 = 32;
     pub const FEATURES: u8 = 64;
+    pub const WATCH_PROBE: u8 = 128;
 }
 
 /// State of moat's own XenStore business.
@@ -85,7 +93,11 @@ pub struct System {
     uplink: Option<Uplink>,
     uplink_told: bool,
     gone_pending: Option<u32>,
-    counts: [u64; 6],
+    probe_dirty: bool,
+    probe_running: bool,
+    probe_report: Option<RuntimeText>,
+    ready_sent: bool,
+    counts: [u64; 7],
 }
 
 const SHUTDOWN_REQUESTS: usize = 0;
@@ -94,6 +106,7 @@ const STEP_FAILED: usize = 2;
 const UPLINK_INVALID: usize = 3;
 const UPLINK_ANNOUNCED: usize = 4;
 const STATUS_WRITTEN: usize = 5;
+const PROBES: usize = 6;
 
 fn path(s: &[u8]) -> Option<Path<'_>> {
     Path::new(s).ok()
@@ -118,6 +131,9 @@ impl System {
         if !c.status_key.is_empty() {
             todo |= step::STATUS;
         }
+        if !c.probe_key.is_empty() {
+            todo |= step::WATCH_PROBE;
+        }
         System {
             domid: c.domid,
             name: String::new(),
@@ -133,7 +149,11 @@ impl System {
             uplink: None,
             uplink_told: false,
             gone_pending: None,
-            counts: [0; 6],
+            probe_dirty: false,
+            probe_running: false,
+            probe_report: None,
+            ready_sent: false,
+            counts: [0; 7],
         }
     }
 
@@ -145,6 +165,11 @@ impl System {
     /// The uplink's frontend directory fired.
     pub fn uplink_changed(&mut self) {
         self.uplink_dirty = true;
+    }
+
+    /// The probe key fired.
+    pub fn probe_changed(&mut self) {
+        self.probe_dirty = true;
     }
 
     /// The next job of ours, if any.
@@ -171,11 +196,12 @@ impl System {
             (step::WATCH_VIFS, Internal::Vifs),
             (step::WATCH_SHUTDOWN, Internal::Shutdown),
             (step::WATCH_UPLINK, Internal::Uplink),
+            (step::WATCH_PROBE, Internal::Probe),
         ] {
             if !pick(bit) {
                 continue;
             }
-            let p: PathBuf<48> = match kind {
+            let p: PathBuf<72> = match kind {
                 Internal::Vifs => PathBuf::parse(b"backend/vif").ok()?,
                 Internal::Shutdown => PathBuf::parse(b"control/shutdown").ok()?,
                 Internal::Uplink => {
@@ -183,6 +209,7 @@ impl System {
                     p.push_u32(c.uplink_devid.unwrap_or(0)).ok()?;
                     p
                 }
+                Internal::Probe => PathBuf::parse(c.probe_key.as_bytes()).ok()?,
             };
             let (slot, epoch) = match w.find_internal(kind) {
                 Some(found) => found,
@@ -211,6 +238,11 @@ impl System {
             self.shutdown_dirty = false;
             self.shutdown_running = true;
             return single(Task::ReadShutdown, Op::new(OpKind::Read, path(b"control/shutdown")?)?);
+        }
+        if self.probe_dirty && !self.probe_running {
+            self.probe_dirty = false;
+            self.probe_running = true;
+            return single(Task::ReadProbe, Op::new(OpKind::Read, path(c.probe_key.as_bytes())?)?);
         }
         if self.uplink_dirty && !self.uplink_running && self.domid.is_some() {
             let devid = c.uplink_devid?;
@@ -287,6 +319,7 @@ impl System {
                     Internal::Vifs => step::WATCH_VIFS,
                     Internal::Shutdown => step::WATCH_SHUTDOWN,
                     Internal::Uplink => step::WATCH_UPLINK,
+                    Internal::Probe => step::WATCH_PROBE,
                 };
                 match result {
                     Ok(()) => {
@@ -320,6 +353,21 @@ impl System {
                     },
                     (Ok(()), _) => {}
                     (Err(f), _) => self.shutdown_dirty = f.is_transient(),
+                }
+            }
+            Task::ReadProbe => {
+                self.probe_running = false;
+                match result {
+                    Ok(()) => {
+                        if let Some(v) = value(0).filter(|v| !v.is_empty()) {
+                            // Not UTF-8: reported as a marker that it changed.
+                            self.probe_report =
+                                Some(runtime_text(v).unwrap_or_else(|| runtime_text(b"?").unwrap_or_default()));
+                            self.counts[PROBES] += 1;
+                        }
+                    }
+                    Err(Fail::Store(XsdError::Enoent)) => {}
+                    Err(f) => self.probe_dirty = f.is_transient(),
                 }
             }
             Task::ReadUplink => {
@@ -417,10 +465,25 @@ impl System {
     pub fn deliver(&mut self, netfront: &mut MsgTx, runtime: &mut MsgTx) -> Result<bool, Fault> {
         let mut scratch = [0u8; 256];
         let mut sent = false;
+        if self.ready_due() {
+            let name = runtime_text(self.name.as_bytes()).unwrap_or_default();
+            let domid = self.domid.unwrap_or(u16::MAX);
+            if !runtime.send(&RuntimeEvent::Ready { domid, name }, &mut scratch)? {
+                return Ok(sent);
+            }
+            self.ready_sent = true;
+            sent = true;
+        }
         if let Some(r) = self.report
             && runtime.send(&RuntimeEvent::Shutdown(r), &mut scratch)?
         {
             self.report = None;
+            sent = true;
+        }
+        if let Some(v) = &self.probe_report
+            && runtime.send(&RuntimeEvent::Probe(v.clone()), &mut scratch)?
+        {
+            self.probe_report = None;
             sent = true;
         }
         if let Some(devid) = self.gone_pending {
@@ -440,9 +503,18 @@ impl System {
         Ok(sent)
     }
 
+    /// Start-up is over (every step done or given up, our domid known) and
+    /// the runtime has not heard so yet.
+    fn ready_due(&self) -> bool {
+        !self.ready_sent && self.todo == 0 && self.running == 0 && self.domid.is_some()
+    }
+
     /// True if netfront or the runtime still has to be told something.
     pub fn pending(&self) -> (bool, bool) {
-        (self.gone_pending.is_some() || (self.uplink.is_some() && !self.uplink_told), self.report.is_some())
+        (
+            self.gone_pending.is_some() || (self.uplink.is_some() && !self.uplink_told),
+            self.report.is_some() || self.probe_report.is_some() || self.ready_due(),
+        )
     }
 
     /// Counters.
@@ -451,6 +523,8 @@ impl System {
         out.put("startup.pending", u64::from(self.todo.count_ones()));
         out.put("startup.failed", self.counts[STEP_FAILED]);
         out.put("status_key.written", self.counts[STATUS_WRITTEN]);
+        out.put("startup.ready", u64::from(self.ready_sent));
+        out.put("probe.values", self.counts[PROBES]);
         out.put("shutdown.requests", self.counts[SHUTDOWN_REQUESTS]);
         out.put("shutdown.unknown", self.counts[SHUTDOWN_UNKNOWN]);
         out.put("uplink.up", u64::from(self.uplink.is_some()));

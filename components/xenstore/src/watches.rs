@@ -24,6 +24,8 @@ pub enum Internal {
     Shutdown,
     /// `device/vif/<devid>`: the uplink.
     Uplink,
+    /// The configured probe key.
+    Probe,
 }
 
 /// Who a watch is for.

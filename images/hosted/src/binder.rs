@@ -74,7 +74,12 @@ impl<'a> HostBinder<'a> {
     /// The first port not bound, if any (its component and the system
     /// disagree).
     pub fn unbound(&self) -> Option<&str> {
-        self.spec.ports.iter().zip(&self.bound).find(|(p, b)| !**b && p.kind != PortKind::State).map(|(p, _)| &*p.name)
+        self.spec
+            .ports
+            .iter()
+            .zip(&self.bound)
+            .find(|(p, b)| !**b && !matches!(p.kind, PortKind::State | PortKind::Device))
+            .map(|(p, _)| &*p.name)
     }
 
     fn take(&mut self, name: &'static str, kind: PortKind, message: &str) -> Result<(usize, Region), BindError> {

@@ -371,8 +371,11 @@ fn check_adapter_ports(c: &moat_system::model::Component, role: Role) -> Result<
             ));
         }
     }
+    // Control ports are bound and left idle; a driver's Xen device and
+    // private state have nothing to stand for on a TAP.
     let idle_control = |p: &moat_system::model::Port| {
-        matches!(p.kind, PortKind::Rx | PortKind::Tx) && moat_system::plain_size(&p.message).is_none()
+        (matches!(p.kind, PortKind::Rx | PortKind::Tx) && moat_system::plain_size(&p.message).is_none())
+            || matches!(p.kind, PortKind::Device | PortKind::State)
     };
     let extra = c.ports.iter().find(|p| !decl.iter().any(|d| d.name == p.name) && !idle_control(p));
     if let Some(extra) = extra {

@@ -25,15 +25,21 @@ pub fn image_path() -> PathBuf {
 /// Builds the image for the repository's `system.toml` with `moat build`
 /// (a no-op for cargo when it is up to date) and returns its path.
 pub fn build_image() -> PathBuf {
+    build_image_from(&root().join("system.toml"), &image_path())
+}
+
+/// Builds the image for the system file `system` into `out` with `moat
+/// build` and returns its path.
+pub fn build_image_from(system: &Path, out: &Path) -> PathBuf {
     let opts = moat::build::Options {
-        system: root().join("system.toml"),
-        out: Some(image_path()),
+        system: system.to_owned(),
+        out: Some(out.to_owned()),
         target_dir: None,
         progress: false,
     };
     match moat::build::build(&opts) {
         Ok(b) => b.image,
-        Err(moat::build::Error::Check(r)) => panic!("system.toml does not check:\n{r}"),
+        Err(moat::build::Error::Check(r)) => panic!("{} does not check:\n{r}", system.display()),
         Err(moat::build::Error::Other(e)) => panic!("moat build failed: {e}"),
     }
 }

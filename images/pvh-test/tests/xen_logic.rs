@@ -46,3 +46,41 @@ fn vcpu_time_scaling_follows_the_pvclock_formula() {
     assert_eq!(time::scale_delta(14_400_000_000_000, 0x4000_0000, 0), 3_600_000_000_000);
     assert_eq!(time::system_time(5_000, 100, 0x8000_0000, 0, 1_100), 5_500);
 }
+
+#[path = "../../pvh/src/xen/grants.rs"]
+mod grants;
+
+#[test]
+fn grants_are_written_flags_last_and_end_only_when_unused() {
+    use moat_xen::grant::{GrantEntryV1, gtf};
+    use zerocopy::FromBytes;
+    let table = Box::leak(vec![0u64; grants::GRANT_REFS as usize].into_boxed_slice());
+    let base = table.as_mut_ptr().cast::<u8>();
+    let mut g = grants::Grants::new(base);
+    let entry = |r: u32| {
+        // SAFETY: r < GRANT_REFS, inside the table allocated above.
+        let bytes = unsafe { std::slice::from_raw_parts(base.add(r as usize * 8), 8) };
+        GrantEntryV1::read_from_bytes(bytes).unwrap()
+    };
+    let a = g.grant(7, 0x1234, true).unwrap();
+    let b = g.grant(9, 0x5678, false).unwrap();
+    assert_eq!(a, grants::FIRST_REF, "0-7 are the toolstack's");
+    assert_eq!(entry(a), GrantEntryV1 { flags: gtf::PERMIT_ACCESS | gtf::READONLY, domid: 7, frame: 0x1234 });
+    assert_eq!(entry(b), GrantEntryV1 { flags: gtf::PERMIT_ACCESS, domid: 9, frame: 0x5678 });
+    // Xen marks the entry in use (as while the other side maps it).
+    // SAFETY: the flags word of entry b, inside the table.
+    let flags = unsafe { std::sync::atomic::AtomicU16::from_ptr(base.add(b as usize * 8).cast()) };
+    flags.fetch_or(gtf::READING, std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(g.end(b), Err(moat_xen::ops::status::BUSY));
+    assert_eq!(entry(b).flags & gtf::PERMIT_ACCESS, gtf::PERMIT_ACCESS, "still granted");
+    flags.fetch_and(!gtf::READING, std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(g.end(b), Ok(()));
+    assert_eq!(entry(b).flags, 0);
+    assert_eq!(g.end(b), Err(moat_xen::ops::status::DENIED), "ended already");
+    assert_eq!(g.end(3), Err(moat_xen::ops::status::DENIED), "a toolstack reference");
+    // The table fills up, then refuses.
+    while g.grant(1, 1, false).is_some() {}
+    assert_eq!(g.count(), grants::GRANT_REFS - grants::FIRST_REF);
+    assert_eq!(g.end(a), Ok(()));
+    assert_eq!(g.grant(1, 1, false), Some(a), "a freed reference is reused");
+}

@@ -162,7 +162,30 @@ pub extern "C" fn pvh_main(start_info: u32) -> ! {
             }
         }
     };
-    exit(if verdict == monitor::Verdict::Pass { Exit::Success } else { Exit::Failure })
+    match verdict {
+        monitor::Verdict::Pass => exit(Exit::Success),
+        monitor::Verdict::Fail => exit(Exit::Failure),
+        monitor::Verdict::Shutdown(r) => shutdown(r),
+    }
+}
+
+/// Stops the domain the way the toolstack asked (`xl shutdown`, `xl
+/// reboot`): the console is flushed first so its last lines reach
+/// xenconsoled.
+fn shutdown(r: moat_control::ShutdownReason) -> ! {
+    use moat_control::ShutdownReason as R;
+    use moat_xen::hypercall::shutdown as code;
+    println!("moat: shutting down ({})", monitor::reason_name(r));
+    xen::console::CONSOLE.flush();
+    let reason = match r {
+        R::Poweroff => code::POWEROFF,
+        R::Reboot => code::REBOOT,
+        R::Suspend => code::SUSPEND,
+        R::Crash => code::CRASH,
+    };
+    let rc = xen::hypercall::shutdown(reason);
+    println!("moat: SCHEDOP_shutdown returned {}", rc);
+    exit(Exit::Failure)
 }
 
 /// Faults on purpose (`fault=...` on the command line) so the boot test can

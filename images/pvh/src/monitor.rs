@@ -6,6 +6,8 @@
 //! crate to the image is one dependency line in `Cargo.toml`.
 
 use moat_component::{Duration, Instant, Status};
+use moat_control::{RuntimeEvent, ShutdownReason};
+use moat_ring::ByteConsumer;
 use moat_runtime::binder::{self, DeviceMem};
 use moat_runtime::instance::Placer;
 use moat_runtime::layout::Manifest;
@@ -18,6 +20,9 @@ include!(concat!(env!("OUT_DIR"), "/kinds.rs"));
 use crate::memory::Memory;
 use crate::println;
 
+/// How often a running system prints its counters.
+const STATUS_EVERY: Duration = Duration::from_secs(5);
+
 /// RAM for the components' own state (each in pages of its own).
 const COMPONENT_BYTES: u64 = moat_runtime::instance::COMPONENT_RESERVE;
 
@@ -28,6 +33,56 @@ pub enum Verdict {
     Pass,
     /// The self-test failed, or the system could not start.
     Fail,
+    /// The toolstack asked the system to stop (a [`RuntimeEvent`]).
+    Shutdown(ShutdownReason),
+}
+
+/// The runtime end of the xenstore component's `to_runtime` ring.
+const EVENTS: &str = "events";
+
+/// Reads what components told the runtime (bounded per call) and acts on
+/// it: prints the `MOAT-TEST` lines of tests/xen/README.md, and returns a
+/// shutdown the toolstack asked for. A ring that goes bad is dropped.
+fn runtime_events(events: &mut Option<ByteConsumer>) -> Option<ShutdownReason> {
+    let rx = events.as_mut()?;
+    let mut buf = [0u8; 256];
+    let mut stop = None;
+    for _ in 0..16 {
+        match rx.recv_msg::<RuntimeEvent>(&mut buf) {
+            Ok(None) => break,
+            Ok(Some(RuntimeEvent::Ready { domid, name })) => {
+                println!("MOAT-TEST xenstore domid={} name={}", domid, name.as_str());
+                println!("MOAT-TEST ready");
+            }
+            Ok(Some(RuntimeEvent::Probe(value))) => println!("MOAT-TEST ping value={}", value.as_str()),
+            Ok(Some(RuntimeEvent::Shutdown(ShutdownReason::Suspend))) => {
+                println!("moat: suspend asked for: moat cannot suspend, carrying on");
+            }
+            Ok(Some(RuntimeEvent::Shutdown(r))) => {
+                println!("MOAT-TEST shutdown reason={}", reason_name(r));
+                stop = Some(r);
+                break;
+            }
+            Err(moat_ring::FrameError::Ring(e)) => {
+                println!("moat: runtime events ring broken ({:?}): no longer read", e);
+                *events = None;
+                return stop;
+            }
+            Err(e) => println!("moat: runtime event refused: {:?}", e),
+        }
+    }
+    let _ = rx.release();
+    stop
+}
+
+/// The `control/shutdown` word for a reason.
+pub fn reason_name(r: ShutdownReason) -> &'static str {
+    match r {
+        ShutdownReason::Poweroff => "poweroff",
+        ShutdownReason::Reboot => "reboot",
+        ShutdownReason::Suspend => "suspend",
+        ShutdownReason::Crash => "crash",
+    }
 }
 
 struct Line<'a>(&'a str, bool);
@@ -44,13 +99,14 @@ impl Status for Line<'_> {
 
 /// Says which ring ends nobody serves (runtime ends: planned components and
 /// `runtime.LABEL` ends the runtime does not play yet).
-fn report_unserved(m: &Manifest<'_>) {
+fn report_unserved(m: &Manifest<'_>, served: &[&str]) {
     let h = m.header();
     if !h.planned.is_empty() {
         println!("moat: not in this image (planned): {}", h.planned);
     }
     for (i, p) in m.ports() {
         if p.component == moat_runtime::layout::RUNTIME
+            && !served.contains(&p.name)
             && let Some((_, q)) = m.peer(i)
         {
             let peer = m.component(q.component as usize).name;
@@ -112,6 +168,12 @@ pub fn run(
             return Verdict::Fail;
         }
     };
+    // Ops devices for the drivers (Xen only), after the platform's own.
+    let mut all = [DeviceMem { kind: "", region: arena, event: 0 }; 8];
+    let given = devices.len().min(all.len());
+    all[..given].copy_from_slice(&devices[..given]);
+    let ops = crate::xen::ops::attach(&m, arena_mem as u64, mem, &mut all[given..]);
+    let devices = &all[..given + ops];
     // SAFETY: as above, a separate allocation.
     let mut placer = unsafe { Placer::new(placer_mem, COMPONENT_BYTES as usize) };
     let start = platform.now();
@@ -137,13 +199,32 @@ pub fn run(
         placer.used() / 1024,
         mem.high_water()
     );
-    report_unserved(&m);
+    // SAFETY: the arena was prepared for this manifest; this is the only
+    // attachment of this runtime end.
+    let mut events = unsafe { binder::runtime_msg_rx(&m, arena, EVENTS, RuntimeEvent::NAME) }.ok();
+    report_unserved(&m, if events.is_some() { &[EVENTS] } else { &[] });
     crate::log::drain(&m);
     if !selftest {
-        s.run_until(platform, |_, _| {
+        // Every component's counters on the console now and then, for
+        // whoever reads the log (the real-Xen scenarios check them).
+        let mut report_at = start;
+        let mut stop = None;
+        s.run_until(platform, |s, now| {
             crate::log::drain(&m);
-            false
+            stop = runtime_events(&mut events);
+            if now >= report_at {
+                print_status(s, &m);
+                crate::xen::ops::report();
+                report_at = now.saturating_add(STATUS_EVERY);
+            }
+            stop.is_some()
         });
+        crate::log::drain(&m);
+        print_status(&s, &m);
+        return match stop {
+            Some(r) => Verdict::Shutdown(r),
+            None => Verdict::Fail,
+        };
     }
     let traffic_kind = <Traffic as moat_component::Component>::NAME;
     let mut edges = [0usize; 8];

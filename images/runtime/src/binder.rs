@@ -51,6 +51,38 @@ pub unsafe fn prepare(manifest: &Manifest<'_>, base: *mut u8, len: usize) -> Res
     Ok(arena)
 }
 
+/// The consumer end of a control ring the runtime itself plays
+/// (`runtime.LABEL` as the `to` of a byte ring): how a component tells the
+/// runtime something (the xenstore component's `RuntimeEvent`s). The
+/// runtime reads it between scheduling passes; runtime ends have no
+/// channel, so it polls.
+///
+/// # Safety
+///
+/// `arena` must be the memory returned by [`prepare`] for this manifest, and
+/// this end must be attached at most once for the life of the program (one
+/// consumer per ring).
+pub unsafe fn runtime_msg_rx(
+    manifest: &Manifest<'_>,
+    arena: Region,
+    label: &'static str,
+    message: &str,
+) -> Result<ByteConsumer, BindError> {
+    let (_, p) = manifest.find_port(usize::from(crate::layout::RUNTIME), label).ok_or(BindError::Missing(label))?;
+    if p.kind != PortKind::Rx || p.message != message {
+        return Err(BindError::Mismatch(label));
+    }
+    let r = manifest.region(p.region as usize);
+    let RegionKind::Ring { capacity, slot_size: 1 } = r.kind else {
+        return Err(BindError::Mismatch(label));
+    };
+    let region = arena.carve(r.offset as usize, r.size as usize).map_err(|_| BindError::Layout(label))?;
+    // SAFETY: prepare() initialised this ring (a byte ring of `capacity`);
+    // the manifest gives it one Rx port, this runtime end, which the caller
+    // attaches once.
+    unsafe { ByteConsumer::attach(&region, capacity) }.map_err(|_| BindError::Layout(label))
+}
+
 /// Binds one component's ports from the manifest.
 pub struct LayoutBinder<'m, 'a> {
     manifest: &'m Manifest<'a>,

@@ -338,3 +338,37 @@ fn binder_hands_out_each_port_once_typed_as_wired() {
     assert_eq!(b.unbound(), None);
     assert_eq!(a.unbound(), None);
 }
+
+#[test]
+fn the_runtime_reads_its_own_control_ring_ends() {
+    let mut p = Plan::new("rt-end");
+    p.component("a", "a", 1, 8, vec![]);
+    p.byte_ring("a.events", "runtime.events", "Ev", 256).unwrap();
+    p.byte_ring("runtime.policy", "a.policy", "Pol", 256).unwrap();
+    p.ring_of::<u64>("a.out", "runtime.sink", 8).unwrap();
+    let bytes = p.encode().unwrap();
+    let m = Manifest::parse(&bytes).unwrap();
+    let len = m.arena_bytes() as usize;
+    // SAFETY: fresh memory for this manifest.
+    let arena = unsafe { binder::prepare(&m, memory(len), len) }.unwrap();
+    // SAFETY: one binder for a; each runtime end attached once (the failed
+    // attempts attach nothing).
+    let (mut a, rx) = unsafe {
+        assert_eq!(binder::runtime_msg_rx(&m, arena, "events", "Other").err(), Some(BindError::Mismatch("events")));
+        assert_eq!(binder::runtime_msg_rx(&m, arena, "policy", "Pol").err(), Some(BindError::Mismatch("policy")));
+        assert_eq!(binder::runtime_msg_rx(&m, arena, "sink", "u64").err(), Some(BindError::Mismatch("sink")));
+        assert_eq!(binder::runtime_msg_rx(&m, arena, "nope", "Ev").err(), Some(BindError::Missing("nope")));
+        (LayoutBinder::new(&m, arena, 0, &[]).unwrap(), binder::runtime_msg_rx(&m, arena, "events", "Ev"))
+    };
+    let mut rx = rx.unwrap();
+    let mut tx = a.msg_tx("events", "Ev").unwrap();
+    let mut scratch = [0u8; 64];
+    assert!(tx.send(&(7u16, 9u8), &mut scratch).unwrap());
+    assert!(tx.send(&(8u16, 1u8), &mut scratch).unwrap());
+    let mut cx = Context::new(Instant::ZERO, moat_component::Signals::ALL, 8);
+    tx.flush(&mut cx);
+    let mut buf = [0u8; 64];
+    assert_eq!(rx.recv_msg::<(u16, u8)>(&mut buf).unwrap(), Some((7, 9)));
+    assert_eq!(rx.recv_msg::<(u16, u8)>(&mut buf).unwrap(), Some((8, 1)));
+    assert_eq!(rx.recv_msg::<(u16, u8)>(&mut buf).unwrap(), None);
+}

@@ -12,9 +12,11 @@
 pub mod clients;
 pub mod rules;
 pub mod runtime;
+pub mod uplink;
 pub mod xenstore;
 
 pub use clients::ClientEvent;
 pub use rules::{NatToRules, RulesControl, RulesToNat};
-pub use runtime::{RuntimeEvent, ShutdownReason};
+pub use runtime::{RUNTIME_TEXT_MAX, RuntimeEvent, RuntimeText, ShutdownReason, runtime_text};
+pub use uplink::UplinkEvent;
 pub use xenstore::{NetbackCtl, NetfrontCtl, Uplink, Vif, XsError, XsOp, XsReply, XsRequest};

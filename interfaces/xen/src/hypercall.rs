@@ -103,6 +103,11 @@ layout!(SchedPoll, 24, ports @ 0, nr_ports @ 8, timeout @ 16);
 
 /// `XENMEM_*` commands of [`MEMORY_OP`].
 pub mod memory_op {
+    /// `XENMEM_decrease_reservation`, argument
+    /// [`XenMemoryReservation`](super::XenMemoryReservation): give frames
+    /// back to Xen (their guest frames become holes, where grant mappings
+    /// may then be placed).
+    pub const DECREASE_RESERVATION: u32 = 1;
     /// `XENMEM_add_to_physmap`, argument [`XenAddToPhysmap`](super::XenAddToPhysmap).
     pub const ADD_TO_PHYSMAP: u32 = 7;
 }
@@ -132,6 +137,25 @@ pub struct XenAddToPhysmap {
     pub gpfn: u64,
 }
 layout!(XenAddToPhysmap, 24, domid @ 0, size @ 2, space @ 4, idx @ 8, gpfn @ 16);
+
+/// `struct xen_memory_reservation`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout)]
+pub struct XenMemoryReservation {
+    /// Guest address of an array of `nr_extents` guest frame numbers.
+    pub extent_start: u64,
+    /// Entries in that array.
+    pub nr_extents: u64,
+    /// Each extent is `2^extent_order` frames.
+    pub extent_order: u32,
+    /// `XENMEMF_*` flags (0).
+    pub mem_flags: u32,
+    /// [`DOMID_SELF`].
+    pub domid: DomId,
+    /// Padding (the C compiler's).
+    pub _pad: [u8; 6],
+}
+layout!(XenMemoryReservation, 32, extent_start @ 0, nr_extents @ 8, extent_order @ 16, mem_flags @ 20, domid @ 24);
 
 /// `HVMOP_*` commands of [`HVM_OP`].
 pub mod hvm_op {

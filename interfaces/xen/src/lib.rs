@@ -20,6 +20,10 @@
 //! | [`console`] | `io/console.h` |
 //! | [`xs_wire`] | `io/xs_wire.h` |
 //!
+//! [`sring`] is both ends of an `io/ring.h` ring over a shared page, and
+//! [`ops`] is how components without hypercalls ask the runtime for grant
+//! copies, grant mappings, grants and event channels.
+//!
 //! [`xenstore`] builds the XenStore protocol on `xs_wire`: paths,
 //! permissions, every message, a streaming decoder, and the domain ring page
 //! as a [`moat_ring::Device`].
@@ -37,8 +41,10 @@ pub mod evtchn;
 pub mod grant;
 pub mod hypercall;
 pub mod netif;
+pub mod ops;
 pub mod ring;
 pub mod shared_info;
+pub mod sring;
 pub mod start_info;
 pub mod xenbus;
 pub mod xenstore;

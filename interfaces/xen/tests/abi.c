@@ -67,6 +67,13 @@ int main(void)
     OFF(struct xen_add_to_physmap, space);
     OFF(struct xen_add_to_physmap, idx);
     OFF(struct xen_add_to_physmap, gpfn);
+    CONST(XENMEM_decrease_reservation);
+    SIZE(struct xen_memory_reservation);
+    OFF(struct xen_memory_reservation, extent_start);
+    OFF(struct xen_memory_reservation, nr_extents);
+    OFF(struct xen_memory_reservation, extent_order);
+    OFF(struct xen_memory_reservation, mem_flags);
+    OFF(struct xen_memory_reservation, domid);
     CONST(HVMOP_set_param);
     CONST(HVMOP_get_param);
     CONST(HVMOP_set_evtchn_upcall_vector);

@@ -125,6 +125,13 @@ fn hypercalls(f: &mut Facts) {
     off!(f, "struct xen_add_to_physmap", "space", XenAddToPhysmap, space);
     off!(f, "struct xen_add_to_physmap", "idx", XenAddToPhysmap, idx);
     off!(f, "struct xen_add_to_physmap", "gpfn", XenAddToPhysmap, gpfn);
+    konst!(f, "XENMEM_decrease_reservation", memory_op::DECREASE_RESERVATION);
+    size!(f, "struct xen_memory_reservation", XenMemoryReservation);
+    off!(f, "struct xen_memory_reservation", "extent_start", XenMemoryReservation, extent_start);
+    off!(f, "struct xen_memory_reservation", "nr_extents", XenMemoryReservation, nr_extents);
+    off!(f, "struct xen_memory_reservation", "extent_order", XenMemoryReservation, extent_order);
+    off!(f, "struct xen_memory_reservation", "mem_flags", XenMemoryReservation, mem_flags);
+    off!(f, "struct xen_memory_reservation", "domid", XenMemoryReservation, domid);
     konst!(f, "HVMOP_set_param", hvm_op::SET_PARAM);
     konst!(f, "HVMOP_get_param", hvm_op::GET_PARAM);
     konst!(f, "HVMOP_set_evtchn_upcall_vector", hvm_op::SET_EVTCHN_UPCALL_VECTOR);

@@ -118,3 +118,14 @@ bridge() {
     ip addr add "$2" dev "$1" &&
     ip link set "$1" up
 }
+
+# wait_for SECONDS CMD...: until CMD succeeds.
+wait_for() {
+  end=$(($(now_ms) + $1 * 1000))
+  shift
+  while [ "$(now_ms)" -lt "$end" ]; do
+    "$@" && return 0
+    sleep 0.2
+  done
+  return 1
+}

@@ -32,8 +32,17 @@ pub struct Run {
 /// Panics if the runner cannot be started; a failed scenario is not a panic
 /// here: the caller asserts the markers it expects.
 pub fn run_scenario(results: &str, scenario: &str, files: &[(&str, &Path)]) -> Run {
+    run_scenario_within(results, scenario, files, None)
+}
+
+/// [`run_scenario`] with a bound on the whole QEMU run other than the
+/// runner's default (480 s), for scenarios that boot several guests.
+pub fn run_scenario_within(results: &str, scenario: &str, files: &[(&str, &Path)], secs: Option<u32>) -> Run {
     let mut cmd = Command::new(xen_dir().join("scripts/run-scenario"));
     cmd.arg("--results").arg(results);
+    if let Some(secs) = secs {
+        cmd.arg("--timeout").arg(secs.to_string());
+    }
     for (name, path) in files {
         cmd.arg("--file").arg(format!("{name}={}", path.display()));
     }
@@ -43,6 +52,50 @@ pub fn run_scenario(results: &str, scenario: &str, files: &[(&str, &Path)]) -> R
     let dir = results_root().join(results);
     let text = std::fs::read_to_string(dir.join("markers.txt")).unwrap_or_default();
     Run { dir, markers: parse_markers(&text), output }
+}
+
+/// Builds `tiny-dns` (dom0's DNS responder for the network scenarios,
+/// `tiny-dns/`) to `out`, statically with the host's gcc, and returns `out`.
+pub fn build_tiny_dns(out: &Path) -> PathBuf {
+    let status = Command::new("gcc")
+        .args(["-static", "-O2", "-Wall", "-Wextra", "-Werror", "-o"])
+        .arg(out)
+        .arg(xen_dir().join("tiny-dns/tiny-dns.c"))
+        .status()
+        .expect("cannot run gcc");
+    assert!(status.success(), "tiny-dns did not build");
+    out.to_owned()
+}
+
+/// A system file for `moat build`: the repository's `system.toml` with
+/// `extra` policy files layered after its own, written into `dir` (policy
+/// paths made absolute, since they resolve against the file's folder).
+pub fn system_with_policies(dir: &Path, extra: &[&str]) -> PathBuf {
+    let root = xen_dir().join("../..").canonicalize().expect("repository root");
+    let text = std::fs::read_to_string(root.join("system.toml")).expect("system.toml");
+    let mut out = String::new();
+    let mut replaced = false;
+    for line in text.lines() {
+        if let Some(list) = line.strip_prefix("policy = [").and_then(|l| l.strip_suffix(']')) {
+            let mut files: Vec<String> = list
+                .split(',')
+                .map(|f| f.trim().trim_matches('"'))
+                .filter(|f| !f.is_empty())
+                .map(|f| root.join(f).display().to_string())
+                .collect();
+            files.extend(extra.iter().map(|f| root.join(f).display().to_string()));
+            let quoted: Vec<String> = files.iter().map(|f| format!("{f:?}")).collect();
+            let _ = writeln!(out, "policy = [{}]", quoted.join(", "));
+            replaced = true;
+        } else {
+            let _ = writeln!(out, "{line}");
+        }
+    }
+    assert!(replaced, "system.toml has no one-line `policy = [...]`");
+    std::fs::create_dir_all(dir).expect("system dir");
+    let path = dir.join("system.toml");
+    std::fs::write(&path, out).expect("write system file");
+    path
 }
 
 /// `MOAT_TESTBED_RESULTS`, or `tests/results` of the repository (the runner's

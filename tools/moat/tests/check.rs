@@ -681,7 +681,7 @@ fn repository_system_is_valid() {
     assert!(out.status.success());
     let stdout = String::from_utf8(out.stdout).unwrap();
     assert!(
-        stdout.starts_with("system.toml: ok: system `sys-firewall`, 6 components, 2 pools, 24 rings\n"),
+        stdout.starts_with("system.toml: ok: system `sys-firewall`, 6 components, 2 pools, 25 rings\n"),
         "{stdout}"
     );
 }

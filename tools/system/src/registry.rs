@@ -27,6 +27,8 @@ pub static COMPONENTS: &[Entry] = &[
     Entry::of::<moat_csum::Csum>("components/csum"),
     Entry::of::<moat_xenstore::Xenstore>("components/xenstore"),
     Entry::of::<moat_nat::Nat>("components/nat"),
+    Entry::of::<moat_netback::Netback>("components/netback"),
+    Entry::of::<moat_netfront::Netfront>("components/netfront"),
     Entry::of::<moat_rules::Rules>("components/rules"),
 ];
 

@@ -14,7 +14,10 @@
 
 use std::net::Ipv4Addr;
 
-use moat_component::{Binder, Channel, Context, Duration, Fault, Instant, PacketDesc, PortDecl, Status};
+use moat_component::{
+    BindError, Binder, Channel, Context, Duration, Fault, Instant, MsgTx, PacketDesc, PortDecl, Status,
+};
+use moat_control::UplinkEvent;
 use moat_net::ethernet::{Mac, arp_op};
 use moat_net::meta::{Gso, HEADROOM, Iface, Meta, Verdict, flags};
 
@@ -34,6 +37,11 @@ const ARP_REFRESH: Duration = Duration::from_secs(60);
 /// The adapter.
 pub struct Uplink {
     edge: Edge,
+    /// netfront's `to_nat_uplink` port, if the system wires it: the adapter
+    /// tells the NAT the configured address there, as netfront tells it the
+    /// address sys-net's toolstack gave.
+    announce: Option<MsgTx>,
+    announced: bool,
     config: Config,
     link: Box<dyn Frames>,
     gateway_mac: Option<Mac>,
@@ -48,8 +56,15 @@ impl Uplink {
     /// Binds netfront's ports; `link` carries the uplink's frames.
     pub fn start<B: Binder>(b: &mut B, config: Config, link: Box<dyn Frames>) -> Result<Uplink, Fault> {
         let edge = Edge::bind(b, "uplink_buffers", "client_buffers")?;
+        let announce = match b.msg_tx("to_nat_uplink", UplinkEvent::NAME) {
+            Ok(tx) => Some(tx),
+            Err(BindError::Missing(_)) => None,
+            Err(e) => return Err(Fault::Bind(e)),
+        };
         Ok(Uplink {
             edge,
+            announce,
+            announced: false,
             config,
             link,
             gateway_mac: None,
@@ -145,6 +160,11 @@ impl Uplink {
 
 impl Task for Uplink {
     fn notified(&mut self, cx: &mut Context) -> Result<(), Fault> {
+        if let (Some(tx), false) = (self.announce.as_mut(), self.announced) {
+            let up = UplinkEvent::Up { ipv4: self.config.address.octets(), mtu: 1500 };
+            self.announced = tx.send(&up, &mut [0u8; 64])?;
+            tx.flush(cx);
+        }
         if cx.now() >= self.next_arp {
             let c = &self.config;
             match link::send_arp(&mut *self.link, arp_op::REQUEST, [0xff; 6], c.mac, c.address, [0; 6], c.gateway) {

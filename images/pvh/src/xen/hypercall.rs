@@ -66,6 +66,13 @@ fn with_arg<T: IntoBytes + zerocopy::FromBytes>(nr: u32, cmd: u32, arg: &mut T) 
     unsafe { call(nr, u64::from(cmd), arg as *mut T as u64, 0) }
 }
 
+/// `XENVER_version`: Xen's version as `major << 16 | minor` (negative errno
+/// on failure). The first hypercall made, so it also proves the page works.
+pub fn xen_version() -> i64 {
+    // SAFETY: XENVER_version (0) takes no argument buffer (NULL).
+    unsafe { call(hc::XEN_VERSION, 0, 0, 0) }
+}
+
 /// `SCHEDOP_shutdown`.
 pub fn shutdown(reason: u32) -> i64 {
     with_arg(hc::SCHED_OP, hc::sched_op::SHUTDOWN, &mut hc::SchedShutdown { reason })
