@@ -99,8 +99,12 @@ const MOAT_CHECKS: &[&str] = &[
 /// contract, `tests/xen/tiny-pvh`): proves that the checks can pass on real
 /// Xen and that the toolstack side (paths, permissions, watches, `xl
 /// shutdown` of a PVH guest) is what the contract says, so that a failure
-/// with moat's image is moat's.
+/// with moat's image is moat's. Now that moat's own image passes the same
+/// scenario (`moat_on_real_xen`), this is for when that test fails: it
+/// tells a broken scenario or testbed from a broken moat, at the cost of
+/// another Xen boot, so the suite leaves it out.
 #[test]
+#[ignore = "diagnostic for moat_on_real_xen failures; run with --run-ignored all"]
 fn moat_scenario_passes_with_the_reference_guest() {
     let image = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("tiny-pvh");
     let built = std::process::Command::new(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tiny-pvh/build"))
