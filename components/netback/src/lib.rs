@@ -295,7 +295,7 @@ impl Component for Netback {
                 cx.notify(p.xen_ch);
             }
         }
-        self.xenstore(p)?;
+        self.xenstore(p, cx)?;
         p.to_csum.flush(cx);
         p.from_nat_free.flush(cx);
         p.to_xenstore.flush(cx);
@@ -448,7 +448,7 @@ impl Netback {
     }
 
     /// Sends the next XenStore request, if none is in flight.
-    fn xenstore(&mut self, p: &mut NetbackPorts) -> Result<(), Fault> {
+    fn xenstore(&mut self, p: &mut NetbackPorts, cx: &mut Context) -> Result<(), Fault> {
         if self.xs_in_flight.is_some() {
             return Ok(());
         }
@@ -459,6 +459,14 @@ impl Netback {
             if v.xs == 0 {
                 continue;
             }
+            // Needs go lowest bit first; the removal waits out its grace.
+            if v.xs & v.xs.wrapping_neg() == vif::need::REMOVE
+                && let Some(at) = v.closed_at.map(|t| t.saturating_add(vif::REMOVE_GRACE))
+                && cx.now() < at
+            {
+                cx.wake_at(at);
+                continue;
+            }
             let saved = (v.xs, v.state_written);
             let Some(req) = vif::next_request(v, slot as u8) else { continue };
             let mut scratch = [0u8; 2048];
@@ -467,6 +475,10 @@ impl Netback {
                 (v.xs, v.state_written) = saved;
                 let _ = p.to_xenstore.wait_space()?;
                 return Ok(());
+            }
+            if matches!(req, XsRequest::Write { .. }) && v.state_written == Some(moat_xen::xenbus::XenbusState::Closed)
+            {
+                v.closed_at = Some(cx.now());
             }
             self.xs_in_flight = Some(req.id());
             self.counts.xs_requests += 1;

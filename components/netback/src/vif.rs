@@ -22,6 +22,7 @@
 use core::fmt::Write;
 
 use heapless::{String, Vec};
+use moat_component::{Duration, Instant};
 use moat_control::xenstore::{XS_TX_OPS, XsPath, XsValue};
 use moat_control::{Vif as VifInfo, XsOp, XsReply, XsRequest};
 use moat_xen::sring::BackRing;
@@ -171,7 +172,17 @@ pub struct Vif {
     pub arp_len: [u8; ARP_SLOTS],
     /// Next ARP slot to send.
     pub arp_head: u8,
+    /// When `Closed` was written on the way out (see [`REMOVE_GRACE`]).
+    pub closed_at: Option<Instant>,
 }
+
+/// How long the backend directory stays after `Closed` was written into
+/// it. libxl, removing a vif, waits for the backend's `state` to read 6 and
+/// then for the driver domain to remove the directory; when the directory
+/// is gone before its watch reads `state`, it reports "unable to remove
+/// device" and `xl network-detach` fails (seen on real Xen in about one
+/// detach of three with no delay).
+pub const REMOVE_GRACE: Duration = Duration::from_secs(1);
 
 /// ARP replies one vif can have waiting.
 pub const ARP_SLOTS: usize = 4;
@@ -210,6 +221,7 @@ impl Vif {
             was_connected: false,
             arp_len: [0; ARP_SLOTS],
             arp_head: 0,
+            closed_at: None,
         }
     }
 

@@ -145,7 +145,7 @@ while [ "$i" -lt "$cycles" ]; do
   xl network-detach client-a "$dev" >>/results/xl-network.txt 2>&1
   wait_for 30 gone "$dev" || { fail "cycle-$i-detach" "backend dir of vif $dev still there"; break; }
   xl network-attach client-a backend=moat ip=10.137.0.10 mac=00:16:3e:5e:6c:0a >>/results/xl-network.txt 2>&1
-  dev=$(xenstore-list "/local/domain/$a/device/vif" 2>/dev/null | tail -n 1)
+  dev=$(xenstore-list "/local/domain/$a/device/vif" 2>/dev/null | sort -n | tail -n 1)   # "10" lists before "9"
   wait_for 60 connected "$a" "$dev" || { fail "cycle-$i-connect" "vif $dev not connected"; break; }
 done
 [ "$i" -eq "$cycles" ] && connected "$a" "$dev" && ok "vif-detach-attach-$cycles-cycles"

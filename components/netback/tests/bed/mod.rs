@@ -226,14 +226,14 @@ impl Bed {
     pub fn detach(&mut self, fid: u16, devid: u32) {
         let be = Self::backend_dir(fid, devid);
         self.store.write_many(&[(&format!("{be}/online"), b"0"), (&format!("{be}/state"), b"5")]).unwrap();
-        let seen_closed = std::cell::Cell::new(false);
-        self.run_until(|b| {
-            if b.backend_state(fid, devid).as_deref() == Some("6") {
-                seen_closed.set(true);
-            }
-            b.store.read(&be).is_none()
-        });
-        assert!(seen_closed.get(), "the backend said Closed before removing its directory");
+        self.run_until(|b| b.backend_state(fid, devid).as_deref() == Some("6") || b.store.read(&be).is_none());
+        assert_eq!(self.backend_state(fid, devid).as_deref(), Some("6"), "Closed before the directory goes");
+        // libxl reads `state` when its watch fires: the directory must still
+        // be there, for the grace period.
+        self.settle();
+        assert!(self.store.read(&be).is_some(), "the directory stays for libxl to read Closed");
+        self.now = self.now.saturating_add(moat_netback::vif::REMOVE_GRACE);
+        self.run_until(|b| b.store.read(&be).is_none());
         let _ = self.store.rm(&format!("/local/domain/{fid}/device/vif/{devid}"));
         self.fronts.retain(|f| !(f.dom == fid && f.devid == devid));
         self.settle();
