@@ -447,6 +447,13 @@ fuzz_target!(|data: &[u8]| {
             run.round();
             run.return_csum();
         }
+        // netback keeps the directory a moment after Closed (libxl reads
+        // the state when its watch fires), then removes it.
+        run.now = run.now.saturating_add(moat_netback::vif::REMOVE_GRACE).saturating_add(core::time::Duration::from_millis(1));
+        for _ in 0..8 {
+            run.round();
+            run.return_csum();
+        }
         for g in run.grants.drain(..) {
             let _ = run.r.xen.end_grant(FE, g);
         }
