@@ -226,6 +226,7 @@ fn moat_clients_on_real_xen() {
         "moat-connects-counted",
         "moat-buffers-home",
         "moat-ops-refused-none",
+        "moat-ops-fenced-none",
         "clients-shutdown",
         "moat-xl-shutdown",
     ]);
