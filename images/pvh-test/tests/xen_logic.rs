@@ -1,11 +1,14 @@
 //! The pure parts of the image's Xen layer, compiled for the host from the
-//! image's own source files: event channel bitmap scanning and the
-//! vcpu_time_info arithmetic.
+//! image's own source files: event channel bitmap scanning, the
+//! vcpu_time_info arithmetic, the grant table and the fence on what Xen may
+//! write for the drivers.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
 #[path = "../../pvh/src/xen/events.rs"]
 mod events;
+#[path = "../../pvh/src/xen/fence.rs"]
+mod fence;
 #[path = "../../pvh/src/xen/time.rs"]
 mod time;
 
@@ -83,4 +86,37 @@ fn grants_are_written_flags_last_and_end_only_when_unused() {
     assert_eq!(g.count(), grants::GRANT_REFS - grants::FIRST_REF);
     assert_eq!(g.end(a), Ok(()));
     assert_eq!(g.grant(1, 1, false), Some(a), "a freed reference is reused");
+}
+
+#[test]
+fn the_fence_admits_one_page_inside_an_allowed_range_only() {
+    let mut f = fence::Fence::new();
+    assert!(!f.admits(0x20_0000, 64), "an empty fence admits nothing");
+    let arena = 0x20_0000;
+    let device = 0x80_0000;
+    assert!(f.allow(arena, 3 * 4096 - 100));
+    assert!(f.allow(device, 4096));
+    assert!(!f.allow(0x1000, 0), "an empty range");
+    assert!(!f.allow(u64::MAX - 10, 4096), "a wrapping range");
+    for (at, len) in [(arena, 1), (arena + 4096 - 60, 60), (arena + 2 * 4096, 4096 - 100), (device + 100, 1514)] {
+        assert!(f.check(at, len), "{at:#x}+{len}");
+    }
+    let refused = [
+        (arena - 8, 8),               // just below: the image (stack, tables) lies there
+        (arena + 4096 - 60, 61),      // crosses a page
+        (arena + 3 * 4096 - 110, 20), // past the arena's end, inside its last page
+        (arena + 3 * 4096, 64),       // the gap between ranges
+        (device + 4096, 1),           // past the device
+        (arena, 0),                   // empty
+        (arena, 4097),                // longer than a page
+        (u64::MAX - 3, 8),            // wraps around
+        (0x18_e1e8, 40),              // a stack address of the image
+    ];
+    for (at, len) in refused {
+        assert!(!f.check(at, len), "{at:#x}+{len}");
+    }
+    assert_eq!(f.refused(), refused.len() as u64, "every refusal is counted, no admission is");
+    while f.allow(0x100_0000, 4096) {}
+    assert!(!f.allow(0x200_0000, 4096), "a full fence takes no more");
+    assert!(!f.admits(0x200_0000, 1));
 }

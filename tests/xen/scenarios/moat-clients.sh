@@ -162,6 +162,10 @@ echo "moat: netback held.buffers=$(status netback held.buffers) after the cycles
 check moat-buffers-home [ "$(status netback held.buffers)" -le 64 ]
 check moat-ops-refused-none [ "$(status netback error.ops_refused)" = 0 ]
 grep '^moat: ops:' "$log" | tail -n 4
+# The image's last check before Xen writes for the drivers (pvh xen/fence.rs):
+# a copy, map or grant outside the arena and the devices' pages is a bug above.
+fenced_none() { grep '^moat: ops: grant references' "$log" | tail -n 1 | grep -q 'ops fenced off 0$'; }
+check moat-ops-fenced-none fenced_none
 
 # --- shutdown: moat goes, clients' vifs close --------------------------------
 check clients-shutdown sh -c 'xl shutdown -w client-a >/dev/null 2>&1; xl shutdown -w client-b >/dev/null 2>&1; true'

@@ -9,6 +9,7 @@
 
 pub mod console;
 pub mod events;
+pub mod fence;
 pub mod grants;
 pub mod hypercall;
 pub mod ops;

@@ -44,6 +44,7 @@ use moat_xen::ops::service::CopyOp;
 use moat_xen::ops::{Backend, Caps, Frontend, Geometry, Hypervisor, Role, Service, Space, status};
 use moat_xen::{DomId, EvtchnPort, GrantRef, PAGE_SIZE};
 
+use super::fence::Fence;
 use super::grants::Grants;
 use super::hypercall;
 use crate::memory::Memory;
@@ -59,6 +60,7 @@ pub const MAX_POLL: usize = 128;
 /// The hypercalls behind checked ops.
 struct Hv<'a> {
     grants: &'a mut Grants,
+    fence: &'a mut Fence,
 }
 
 fn foreign(domid: DomId, gref: GrantRef, offset: u16) -> GnttabCopyPtr {
@@ -68,10 +70,20 @@ fn foreign(domid: DomId, gref: GrantRef, offset: u16) -> GnttabCopyPtr {
 impl Hypervisor for Hv<'_> {
     fn copy(&mut self, ops: &mut [CopyOp]) {
         let mut batch = [GnttabCopy::default(); 32];
-        for chunk in ops.chunks_mut(batch.len()) {
-            for (c, o) in batch.iter_mut().zip(chunk.iter()) {
+        let mut index = [0usize; 32];
+        let mut n = 0;
+        let mut i = 0;
+        while i < ops.len() || n > 0 {
+            // Fill the batch with fenced ops; a refused one never reaches Xen.
+            while i < ops.len() && n < batch.len() {
+                let o = &mut ops[i];
+                i += 1;
+                if !self.fence.check(o.local, u64::from(o.len)) {
+                    o.status = gst::GENERAL_ERROR;
+                    continue;
+                }
                 let local = GnttabCopyPtr::local(o.local / PAGE_SIZE as u64, (o.local % PAGE_SIZE as u64) as u16);
-                *c = if o.to_foreign {
+                batch[n] = if o.to_foreign {
                     GnttabCopy {
                         source: local,
                         dest: foreign(o.domid, o.gref, o.foreign_offset),
@@ -88,16 +100,24 @@ impl Hypervisor for Hv<'_> {
                         ..GnttabCopy::default()
                     }
                 };
+                index[n] = i - 1;
+                n += 1;
             }
-            let n = chunk.len();
+            if n == 0 {
+                break;
+            }
             let rc = hypercall::grant_table_op(gop::COPY, &mut batch[..n]);
-            for (o, c) in chunk.iter_mut().zip(batch.iter()) {
-                o.status = if rc < 0 { gst::GENERAL_ERROR } else { c.status };
+            for (c, &k) in batch[..n].iter().zip(index[..n].iter()) {
+                ops[k].status = if rc < 0 { gst::GENERAL_ERROR } else { c.status };
             }
+            n = 0;
         }
     }
 
     fn map(&mut self, domid: DomId, gref: GrantRef, at: u64, readonly: bool) -> Result<u32, i16> {
+        if !self.fence.check(at, PAGE_SIZE as u64) {
+            return Err(gst::GENERAL_ERROR);
+        }
         let flags = gntmap::HOST_MAP | if readonly { gntmap::READONLY } else { 0 };
         let mut op = [GnttabMapGrantRef { host_addr: at, flags, r#ref: gref, dom: domid, ..Default::default() }];
         let rc = hypercall::grant_table_op(gop::MAP_GRANT_REF, &mut op);
@@ -119,6 +139,10 @@ impl Hypervisor for Hv<'_> {
     }
 
     fn grant(&mut self, domid: DomId, at: u64, readonly: bool) -> Result<GrantRef, i16> {
+        // The other domain may write there: our device pages only.
+        if !self.fence.check(at, PAGE_SIZE as u64) {
+            return Err(gst::GENERAL_ERROR);
+        }
         let frame = u32::try_from(at / PAGE_SIZE as u64).map_err(|_| gst::ADDRESS_TOO_BIG)?;
         self.grants.grant(domid, frame, readonly).ok_or(status::NO_SPACE)
     }
@@ -166,6 +190,7 @@ struct Driver {
 /// Every ops device and the grant table they share.
 pub struct Drivers {
     grants: Grants,
+    fence: Fence,
     list: [Option<Driver>; MAX_DRIVERS],
 }
 
@@ -195,7 +220,7 @@ pub fn init(grant_table: *mut u8) {
     // SAFETY: as in `with`; nothing else holds the contents.
     unsafe {
         *DRIVERS.cell.get() =
-            Some(Drivers { grants: Grants::new(grant_table), list: [const { None }; MAX_DRIVERS] });
+            Some(Drivers { grants: Grants::new(grant_table), fence: Fence::new(), list: [const { None }; MAX_DRIVERS] });
     }
     DRIVERS.busy.store(false, Ordering::Release);
 }
@@ -236,6 +261,7 @@ fn release_frames(first: u64, count: u64) -> bool {
 /// and returns how many. Not on Xen (no grant table): none.
 pub fn attach(m: &Manifest<'_>, arena_base: u64, mem: &mut Memory, out: &mut [DeviceMem]) -> usize {
     let mut n = 0;
+    let mut arena_fenced = false;
     for (_, p) in m.ports() {
         if p.kind != PortKind::Device || n >= out.len().min(MAX_DRIVERS) {
             continue;
@@ -281,6 +307,12 @@ pub fn attach(m: &Manifest<'_>, arena_base: u64, mem: &mut Memory, out: &mut [De
         }
         let added = with(|d| {
             let slot = d.list.iter().position(Option::is_none)?;
+            // Xen may write for the drivers into the arena (their pools) and
+            // the devices' own pages, nowhere else.
+            if !arena_fenced {
+                arena_fenced = d.fence.allow(arena_base, m.arena_bytes());
+            }
+            d.fence.allow(base as u64, bytes);
             d.list[slot] = Some(Driver { service, done: false });
             Some(slot)
         });
@@ -313,9 +345,9 @@ pub fn is_ops(event: u32) -> bool {
 pub fn run(event: u32) {
     let i = (event - EVENT_BASE) as usize;
     with(|d| {
-        let Drivers { grants, list } = d;
+        let Drivers { grants, fence, list } = d;
         if let Some(dr) = list.get_mut(i).and_then(Option::as_mut) {
-            let mut hv = Hv { grants };
+            let mut hv = Hv { grants, fence };
             dr.done |= dr.service.run(&mut hv);
         }
     });
@@ -373,7 +405,11 @@ pub fn poll_ports(ports: &mut [u32; MAX_POLL], mut n: usize) -> usize {
 /// Counters of every device, for the status report.
 pub fn report() {
     let _ = with(|d| {
-        println!("moat: ops: grant references in use {}", d.grants.count());
+        println!(
+            "moat: ops: grant references in use {}; ops fenced off {}",
+            d.grants.count(),
+            d.fence.refused()
+        );
         for (i, dr) in d.list.iter().enumerate() {
             if let Some(dr) = dr {
                 let c = dr.service.counts();
