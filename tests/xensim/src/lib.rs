@@ -529,6 +529,22 @@ impl Hypervisor for MoatHv<'_> {
     }
 }
 
+/// Moves every control frame waiting in `from` to `to`, as the runtime
+/// does between two components' byte rings; true if any moved. Test beds
+/// use it to play the runtime between the xenstore component and a driver.
+pub fn relay(from: &mut moat_ring::ByteConsumer, to: &mut moat_ring::ByteProducer) -> bool {
+    let mut buf = [0u8; 4096];
+    let mut moved = false;
+    while let Ok(Some(frame)) = from.recv(&mut buf) {
+        let frame = frame.to_vec();
+        to.send(&frame).expect("relayed frame fits");
+        moved = true;
+    }
+    let _ = from.release();
+    let _ = to.publish();
+    moved
+}
+
 /// Helpers for peers implementing `io/ring.h` on a page.
 pub mod ring {
     use std::sync::atomic::{AtomicU32, Ordering};

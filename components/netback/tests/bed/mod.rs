@@ -10,7 +10,7 @@ use moat_netback::{Netback, NetbackConfig};
 use moat_ring::{ByteConsumer, ByteProducer};
 use moat_runtime::harness::{Harness, Running};
 use moat_test_xensim::front::LinuxFront;
-use moat_test_xensim::{Mem, MoatHv, Xen};
+use moat_test_xensim::{Mem, MoatHv, Xen, relay};
 use moat_test_xenstored::XenStored;
 use moat_xen::ops::{Backend, Caps, Role, Service, Space};
 use moat_xen::xenstore::{Access, Perm};
@@ -124,19 +124,6 @@ pub fn bed_with(config: NetbackConfig, caps: Caps) -> Bed {
     };
     b.settle();
     b
-}
-
-fn relay(from: &mut ByteConsumer, to: &mut ByteProducer) -> bool {
-    let mut buf = [0u8; 4096];
-    let mut moved = false;
-    while let Ok(Some(frame)) = from.recv(&mut buf) {
-        let frame = frame.to_vec();
-        to.send(&frame).expect("relayed frame fits");
-        moved = true;
-    }
-    let _ = from.release();
-    let _ = to.publish();
-    moved
 }
 
 impl Bed {

@@ -10,7 +10,7 @@ use moat_netfront::{Netfront, NetfrontConfig};
 use moat_ring::{ByteConsumer, ByteProducer};
 use moat_runtime::harness::{Harness, Running};
 use moat_test_xensim::back::LinuxBack;
-use moat_test_xensim::{Mem, MoatHv, Xen};
+use moat_test_xensim::{Mem, MoatHv, Xen, relay};
 use moat_test_xenstored::XenStored;
 use moat_xen::ops::{Caps, Frontend, Role, Service, Space};
 use moat_xen::xenstore::{Access, Perm};
@@ -117,19 +117,6 @@ pub fn bed(config: NetfrontConfig) -> Bed {
     };
     b.settle();
     b
-}
-
-fn relay(from: &mut ByteConsumer, to: &mut ByteProducer) -> bool {
-    let mut buf = [0u8; 4096];
-    let mut moved = false;
-    while let Ok(Some(frame)) = from.recv(&mut buf) {
-        let frame = frame.to_vec();
-        to.send(&frame).expect("relayed frame fits");
-        moved = true;
-    }
-    let _ = from.release();
-    let _ = to.publish();
-    moved
 }
 
 impl Bed {
