@@ -65,8 +65,8 @@
 //!   16 bits, is `EINVAL` here; oxenstored reads `abc` as 0 and accepts
 //!   larger ids (in `GET_DOMAIN_PATH` and permissions).
 //! * `ox-tx-errors`: an unknown transaction id is `ENOENT` and a
-//!   `TRANSACTION_START` inside a transaction `EINVAL` here (cxenstored's);
-//!   oxenstored says `EIO` and `EBUSY`.
+//!   `TRANSACTION_START` inside a transaction `EINVAL` here; oxenstored
+//!   says `EIO` and `EBUSY` (and cxenstored `EBUSY` too, below).
 //! * `ox-watch-reply-tx-0`: the reply to a `WATCH` sent with a transaction
 //!   id echoes that id here; oxenstored's carries 0.
 //! * `ox-no-directory-part`, `ox-control-ok`, `ox-release-einval`:
@@ -78,7 +78,8 @@
 //!   oxenstored answers any `CONTROL` with `OK` and `RELEASE` of an unknown
 //!   domain with `EINVAL`.
 //! * `ox-keeps-connection`: an unknown message type or a payload over 4096
-//!   bytes drops the connection here (as cxenstored); oxenstored answers
+//!   bytes drops the connection here (cxenstored drops it for the payload
+//!   only, below); oxenstored answers
 //!   `ENOSYS` or `E2BIG` and keeps it (after an oversized payload it
 //!   answers nothing more).
 //! * Also: a read of a missing node under an unreadable parent says
