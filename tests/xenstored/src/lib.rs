@@ -189,12 +189,18 @@ pub struct XenStored {
     next_tx: u32,
     /// Every request handled: `dom<id> <TYPE> <path or payload>`.
     pub log: Vec<String>,
+    /// Sends the events a request causes for its own connection *before*
+    /// its reply, as cxenstored does (seen in
+    /// `tests/xs-compare/recorded/cx-4.17-*.txt`), instead of after it as
+    /// oxenstored does (the default). Clients must cope with both.
+    pub own_events_first: bool,
 }
 
 impl XenStored {
     /// A store with `/local/domain` (owned by dom0, unreadable to others).
     pub fn new() -> Self {
-        let mut s = XenStored { db: Db::new(), conns: Vec::new(), next_tx: 1, log: Vec::new() };
+        let mut s =
+            XenStored { db: Db::new(), conns: Vec::new(), next_tx: 1, log: Vec::new(), own_events_first: false };
         s.db.mkdir(Who::DOM0, "/local/domain").expect("fresh store");
         s
     }
@@ -408,10 +414,12 @@ impl XenStored {
         self.log.push(format!("dom{} {:?}{}", who.domid, f.ty, describe(&req)));
         // Events a request causes for this connection go out after its
         // reply, except a commit's, which go before it: as oxenstored
-        // sends them.
+        // sends them. With `own_events_first`, all go before it, as
+        // cxenstored sends them.
         let mark = self.conns[i].out.len();
         let result = self.dispatch(i, &req, tx_id);
         let own_events: Vec<u8> = match req {
+            _ if self.own_events_first => Vec::new(),
             Request::TransactionEnd { .. } => Vec::new(),
             _ => self.conns[i].out.drain(mark..).collect(),
         };
