@@ -2,6 +2,12 @@
 //! `-debugcon`, Xen's `(dN)` log with `guest_loglvl=all`), to COM1 when not on
 //! Xen, and to the PV console ring once [`set_sink`] has installed it.
 //!
+//! Once the ring is there, port 0xe9 falls silent: on Xen every byte written
+//! to a port is a VM exit (a status report is a few thousand of them), and
+//! the ring carries the same lines to the toolstack's log. An exception or a
+//! panic turns the port back on ([`fatal`]), so the last words also reach
+//! Xen's own log if the ring's reader is gone.
+//!
 //! There are no interrupts and one CPU, so output is never interleaved except
 //! by an exception while printing, which only costs a garbled line.
 
@@ -14,6 +20,7 @@ const DEBUGCON: u16 = 0xe9;
 const COM1: u16 = 0x3f8;
 
 static COM1_ON: AtomicBool = AtomicBool::new(false);
+static DEBUGCON_ON: AtomicBool = AtomicBool::new(true);
 
 /// Where output goes besides the ports (the Xen console ring).
 pub trait Sink: Sync {
@@ -35,9 +42,17 @@ pub fn enable_com1() {
     COM1_ON.store(true, Ordering::Relaxed);
 }
 
-/// Adds a sink that receives everything printed from now on.
+/// Adds a sink that receives everything printed from now on, in place of
+/// port 0xe9.
 pub fn set_sink(sink: &'static &'static dyn Sink) {
     SINK.store(sink as *const _ as *mut _, Ordering::Release);
+    DEBUGCON_ON.store(false, Ordering::Relaxed);
+}
+
+/// From now on, print on port 0xe9 too (exceptions and panics: what they
+/// print must get out whatever state the ring is in).
+pub fn fatal() {
+    DEBUGCON_ON.store(true, Ordering::Relaxed);
 }
 
 fn com1_put(b: u8) {
@@ -55,8 +70,11 @@ fn com1_put(b: u8) {
 /// Writes raw bytes to every console.
 pub fn write_bytes(bytes: &[u8]) {
     let com1 = COM1_ON.load(Ordering::Relaxed);
+    let debugcon = DEBUGCON_ON.load(Ordering::Relaxed);
     for &b in bytes {
-        outb(DEBUGCON, b);
+        if debugcon {
+            outb(DEBUGCON, b);
+        }
         if com1 {
             if b == b'\n' {
                 com1_put(b'\r');

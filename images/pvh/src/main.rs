@@ -88,6 +88,7 @@ pub fn exit(how: Exit) -> ! {
 
 #[panic_handler]
 fn panic(info: &core::panic::PanicInfo) -> ! {
+    console::fatal();
     println!("moat: PANIC: {}", info);
     exit(Exit::Panic)
 }

@@ -195,6 +195,7 @@ fn name(vector: u64) -> &'static str {
 
 #[unsafe(no_mangle)]
 extern "C" fn trap_handler(f: &TrapFrame) -> ! {
+    crate::console::fatal();
     let has_error = HAS_ERROR.contains(&(f.vector as u8));
     crate::println!();
     crate::println!("moat: EXCEPTION {} (vector {})", name(f.vector), f.vector);

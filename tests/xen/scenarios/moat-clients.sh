@@ -12,7 +12,7 @@
 # dom0's Linux netback, and the packets go through csum, rules and nat.
 #
 # Checked: both clients connect; ping, DNS (through moat's DNS redirect),
-# HTTP and a 100 MB download with a matching SHA-256 through moat; a port the
+# HTTP and a download (100 MB unless big_mb says) with a matching SHA-256; a port the
 # policy rejects gives an immediate ICMP refusal; a spoofed source reaches
 # nothing and moat counts it; while client-b floods, client-a's fetch
 # completes; client-a's vif detached and re-attached 50 times, each time
@@ -21,12 +21,15 @@
 #
 # Files: moat.pvh (the image `moat build` made from a system whose policy
 # has client-a's rules, see tests/xen/systems/), tiny-dns (the DNS server,
-# tests/xen/tiny-dns/), cycles (optional: detach/attach cycles, default 50).
+# tests/xen/tiny-dns/), cycles (optional: detach/attach cycles, default 50),
+# big_mb (optional: the download's size in MiB, default 100).
 . ./lib.sh
 
 image=/scenario/files/moat.pvh
 cycles=50
 [ -f /scenario/files/cycles ] && cycles=$(cat /scenario/files/cycles)
+big_mb=100
+[ -f /scenario/files/big_mb ] && big_mb=$(cat /scenario/files/big_mb)
 
 # --- sys-net: the "internet" and routing --------------------------------
 # dom0's kernel has no veth (the testbed keeps only Xen's modules), so the
@@ -39,7 +42,7 @@ ip addr add 10.139.1.1/32 dev lo
 mkdir -p /srv
 mount -t tmpfs -o size=160m tmpfs /srv
 echo "moat says hello" >/srv/index.html
-head -c 104857600 /dev/urandom >/srv/big
+head -c $((big_mb * 1048576)) /dev/urandom >/srv/big
 big_sum=$(sha256sum /srv/big | cut -d' ' -f1)
 head -c 10485760 /dev/urandom >/srv/ten
 busybox httpd -p 10.140.0.2:80 -h /srv

@@ -182,20 +182,38 @@ const XS_CHECKS: &[&str] = &[
 /// moat's netback serves both clients' vifs, its netfront is a frontend of
 /// dom0's Linux netback (dom0 plays sys-net), and the packets go through
 /// csum, rules and nat. The image is the default system with the testbed's
-/// client rules layered on (`systems/testbed-policy.toml`).
+/// client rules layered on (`systems/testbed-policy.toml`). The whole
+/// scenario as issue 10 asks for it: a 100 MB download, 50 detach/attach
+/// cycles.
 #[test]
-#[ignore = "passed three times, but guests (moat and the Linux clients alike) now and then triple-fault under QEMU TCG's emulated SVM, and it takes 5-20 min of QEMU (tests/xen/README.md, Known gaps); run with --run-ignored all"]
+#[ignore = "5-20 min of QEMU; the suite runs moat_clients_quick_on_real_xen, the same scenario smaller (tests/xen/README.md); run with --run-ignored all"]
 fn moat_clients_on_real_xen() {
-    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("moat-clients");
+    moat_clients("moat-clients", 50, 100);
+}
+
+/// The same scenario with a 16 MB download and 5 detach/attach cycles, so
+/// the suite sends real clients' traffic through moat on real Xen on every
+/// run: every check of the whole one, at a few minutes of QEMU.
+#[test]
+fn moat_clients_quick_on_real_xen() {
+    moat_clients("moat-clients-quick", 5, 16);
+}
+
+fn moat_clients(results: &str, cycles: u32, big_mb: u32) {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(results);
     let system = moat_testbed::system_with_policies(&dir, &["tests/xen/systems/testbed-policy.toml"]);
     let image = moat_pvh_test::build_image_from(&system, &dir.join("moat.pvh"));
     let dns = moat_testbed::build_tiny_dns(&dir.join("tiny-dns"));
+    let (cycles_file, big_file) = (dir.join("cycles"), dir.join("big_mb"));
+    std::fs::write(&cycles_file, cycles.to_string()).unwrap();
+    std::fs::write(&big_file, big_mb.to_string()).unwrap();
     let run = moat_testbed::run_scenario_within(
+        results,
         "moat-clients",
-        "moat-clients",
-        &[("moat.pvh", &image), ("tiny-dns", &dns)],
+        &[("moat.pvh", &image), ("tiny-dns", &dns), ("cycles", &cycles_file), ("big_mb", &big_file)],
         Some(1500),
     );
+    let cycles_check = format!("vif-detach-attach-{cycles}-cycles");
     run.assert_checks(&[
         "sys-net-ready",
         "moat-create",
@@ -219,7 +237,7 @@ fn moat_clients_on_real_xen() {
         "client-b-flooding",
         "client-a-fetch-under-flood",
         "client-b-flood-done",
-        "vif-detach-attach-50-cycles",
+        &cycles_check,
         "moat-channels-after-cycles",
         "moat-maps-after-cycles",
         "moat-watches-after-cycles",
