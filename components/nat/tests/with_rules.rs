@@ -392,3 +392,37 @@ fn packets_judged_before_the_swap_are_walked_too() {
     assert_eq!(p.nat("recheck.hold"), 0);
     p.n.nat.component.engine().check().unwrap();
 }
+
+/// The e2e policy-swap test in miniature: an established download the new
+/// policy forbids stays cut. The server's segments find no connection, the
+/// client's are refused by the rules (an ICMP reject from the NAT, nothing
+/// sent out), and none of them, not being a SYN, brings the connection back.
+#[test]
+fn an_established_download_cut_by_a_swap_stays_cut() {
+    let mut p = pair();
+    let c = client_ip(0);
+    let port = p.open(0, &tcp(c, OTHER, 40000, 443, tcpf::SYN, b""));
+    assert!(p.reply(&tcp(OTHER, UPLINK, 443, port, SYNACK, b"")).is_some());
+    p.client_sends(0, &tcp(c, OTHER, 40000, 443, tcpf::ACK, b"GET /big.bin"));
+    assert_eq!(p.outputs().0.len(), 1);
+    let data = tcp(OTHER, UPLINK, 443, port, tcpf::ACK, &[7; 1000]);
+    assert!(p.reply(&data).is_some(), "the download flows under version 1");
+
+    p.swap(2, true);
+    p.settle();
+    assert_eq!(p.nat("conn.removed.rules"), 1);
+    let created = p.nat("conn.created");
+    for round in 0..3 {
+        assert_eq!(p.reply(&data), None, "round {round}: the server's segment is dropped");
+        p.client_sends(0, &tcp(c, OTHER, 40000, 443, tcpf::ACK, b""));
+        let (up, cl) = p.outputs();
+        assert!(up.is_empty(), "round {round}: the client's ACK does not leave");
+        let [reject] = cl.as_slice() else { panic!("round {round}: one reject, got {}", cl.len()) };
+        let ip = Ipv4::parse(&reject[..]).unwrap();
+        assert_eq!((ip.protocol(), &ip.payload()[..2]), (1, &[3, 13][..]), "admin-prohibited");
+    }
+    assert_eq!(p.nat("drop.no_conn"), 3);
+    assert_eq!(p.nat("icmp.sent.reject"), 3);
+    assert_eq!((p.nat("conn.created"), p.nat("conn.live")), (created, 0), "nothing re-created it");
+    p.n.nat.component.engine().check().unwrap();
+}

@@ -240,3 +240,45 @@ pub struct GnttabQuerySize {
     pub _pad1: u16,
 }
 layout!(GnttabQuerySize, 16, dom @ 0, nr_frames @ 4, max_nr_frames @ 8, status @ 12);
+
+/// Linux's grant device, `/dev/xen/gntdev` (`xen/sys/gntdev.h`): how a
+/// program in dom0 maps a page another domain granted it. The testbed's
+/// XenStore comparison maps a domain's XenStore page this way (reserved
+/// entry [`GNTTAB_RESERVED_XENSTORE`], granted to the store's domain when
+/// the domain is built) to be that domain's side of its XenStore ring.
+pub mod gntdev {
+    use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
+
+    use crate::layout;
+
+    /// `IOCTL_GNTDEV_MAP_GRANT_REF`: `_IOC(_IOC_NONE, 'G', 0, sizeof(struct
+    /// ioctl_gntdev_map_grant_ref))`, with one grant.
+    pub const IOCTL_GNTDEV_MAP_GRANT_REF: u32 =
+        ((core::mem::size_of::<IoctlGntdevMapGrantRef>() as u32) << 16) | ((b'G' as u32) << 8);
+
+    /// `struct ioctl_gntdev_grant_ref`.
+    #[repr(C)]
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout)]
+    pub struct IoctlGntdevGrantRef {
+        /// The granting domain.
+        pub domid: u32,
+        /// The grant reference in its table.
+        pub r#ref: u32,
+    }
+    layout!(IoctlGntdevGrantRef, 8, domid @ 0, r#ref @ 4);
+
+    /// `struct ioctl_gntdev_map_grant_ref` with its one-element array.
+    #[repr(C)]
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout)]
+    pub struct IoctlGntdevMapGrantRef {
+        /// In: grants in `refs` (1 here).
+        pub count: u32,
+        /// Padding.
+        pub pad: u32,
+        /// Out: the offset to pass to `mmap` for these grants.
+        pub index: u64,
+        /// In: the grant.
+        pub refs: [IoctlGntdevGrantRef; 1],
+    }
+    layout!(IoctlGntdevMapGrantRef, 24, count @ 0, pad @ 4, index @ 8, refs @ 16);
+}

@@ -5,6 +5,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <sys/ioctl.h>
 
 #include <xen/xen.h>
 #include <xen/elfnote.h>
@@ -21,6 +22,7 @@
 #include <xen/io/ring.h>
 #include <xen/io/xenbus.h>
 #include <xen/io/xs_wire.h>
+#include <xen/sys/gntdev.h>
 
 #define SIZE(T) printf("size %s %zu\nalign %s %zu\n", #T, sizeof(T), #T, _Alignof(T))
 #define OFF(T, f) printf("offset %s %s %zu\n", #T, #f, offsetof(T, f))
@@ -208,6 +210,15 @@ int main(void)
     OFF(struct grant_entry_v1, flags);
     OFF(struct grant_entry_v1, domid);
     OFF(struct grant_entry_v1, frame);
+    SIZE(struct ioctl_gntdev_grant_ref);
+    OFF(struct ioctl_gntdev_grant_ref, domid);
+    OFF(struct ioctl_gntdev_grant_ref, ref);
+    SIZE(struct ioctl_gntdev_map_grant_ref);
+    OFF(struct ioctl_gntdev_map_grant_ref, count);
+    OFF(struct ioctl_gntdev_map_grant_ref, pad);
+    OFF(struct ioctl_gntdev_map_grant_ref, index);
+    OFF(struct ioctl_gntdev_map_grant_ref, refs);
+    CONST(IOCTL_GNTDEV_MAP_GRANT_REF);
     SIZE(struct gnttab_map_grant_ref);
     OFF(struct gnttab_map_grant_ref, host_addr);
     OFF(struct gnttab_map_grant_ref, flags);

@@ -270,6 +270,18 @@ fn grants(f: &mut Facts) {
     off!(f, "struct grant_entry_v1", "flags", GrantEntryV1, flags);
     off!(f, "struct grant_entry_v1", "domid", GrantEntryV1, domid);
     off!(f, "struct grant_entry_v1", "frame", GrantEntryV1, frame);
+    {
+        use moat_xen::grant::gntdev::*;
+        size!(f, "struct ioctl_gntdev_grant_ref", IoctlGntdevGrantRef);
+        off!(f, "struct ioctl_gntdev_grant_ref", "domid", IoctlGntdevGrantRef, domid);
+        off!(f, "struct ioctl_gntdev_grant_ref", "ref", IoctlGntdevGrantRef, r#ref);
+        size!(f, "struct ioctl_gntdev_map_grant_ref", IoctlGntdevMapGrantRef);
+        off!(f, "struct ioctl_gntdev_map_grant_ref", "count", IoctlGntdevMapGrantRef, count);
+        off!(f, "struct ioctl_gntdev_map_grant_ref", "pad", IoctlGntdevMapGrantRef, pad);
+        off!(f, "struct ioctl_gntdev_map_grant_ref", "index", IoctlGntdevMapGrantRef, index);
+        off!(f, "struct ioctl_gntdev_map_grant_ref", "refs", IoctlGntdevMapGrantRef, refs);
+        konst!(f, "IOCTL_GNTDEV_MAP_GRANT_REF", IOCTL_GNTDEV_MAP_GRANT_REF);
+    }
     size!(f, "struct gnttab_map_grant_ref", GnttabMapGrantRef);
     off!(f, "struct gnttab_map_grant_ref", "host_addr", GnttabMapGrantRef, host_addr);
     off!(f, "struct gnttab_map_grant_ref", "flags", GnttabMapGrantRef, flags);

@@ -5,7 +5,7 @@
 //! at once.
 
 use std::path::PathBuf;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use moat_e2e::{Moat, Mode, Topo, root};
 
@@ -148,6 +148,17 @@ fn the_kill_switch_lets_only_the_vpn_endpoint_through() {
     assert!(!out.status.success(), "ICMP to the endpoint is not the VPN port");
 }
 
+/// Bytes of `big.bin` the topology serves.
+const BIG: u64 = 32 << 20;
+
+/// What the client's kernel has received on its connection to the server
+/// (`ss`'s `bytes_received`, 0 if there is none), and the `ss` line.
+fn received_from_server(topo: &Topo) -> (u64, String) {
+    let line = topo.ok("c1", 10, "ss -tinH dst 10.138.1.2");
+    let n = line.split("bytes_received:").nth(1).and_then(|s| s.split_whitespace().next()?.parse().ok());
+    (n.unwrap_or(0), line)
+}
+
 #[test]
 fn a_policy_replaced_while_traffic_flows_applies_at_once() {
     let topo = Topo::up(Mode::Moat);
@@ -156,19 +167,31 @@ fn a_policy_replaced_while_traffic_flows_applies_at_once() {
     let system = system_with(&topo, std::slice::from_ref(&policy));
     let mut moat = Moat::start(&topo, &system);
     // A download throttled to last ~20 s is under way while the policy
-    // changes; so are pings.
+    // changes; so are pings. `--limit-rate` throttles only curl's reads:
+    // the client's kernel takes whatever its receive window allows, and
+    // that window may grow to tcp_rmem's maximum, which a namespace
+    // inherits from the host (32 MiB here). With a window that size the
+    // whole file could arrive before the new policy does (curl then drains
+    // its socket and succeeds however well moat cuts the connection), so
+    // the client's receive buffer is kept small: the transfer on the wire
+    // stays within 256 KiB of curl's throttled reads.
+    topo.ok("c1", 10, "sysctl -qw net.ipv4.tcp_rmem='4096 65536 262144'");
     let log = topo.dir.join("dl.log");
     let dl = std::process::Command::new("ip")
         .args(["netns", "exec", &topo.ns("c1"), "sh", "-c"])
         .arg(format!(
-            "curl -sS --max-time 30 --limit-rate 1600K -o /dev/null http://10.138.1.2/big.bin 2> {}; echo $? >> {}",
+            "curl -sS --max-time 30 --limit-rate 1600K -o /dev/null -w '%{{size_download}} bytes in %{{time_total}} s\n' \
+             http://10.138.1.2/big.bin > {} 2>&1; echo $? >> {}",
             log.display(),
             log.display()
         ))
         .spawn()
         .unwrap();
+    let started = Instant::now();
     std::thread::sleep(Duration::from_secs(2));
     assert!(topo.ok("c1", 10, "ping -c 2 -i 0.2 -W 2 10.138.1.2").contains("2 received"));
+    let nat = moat.status()["components"]["nat"].clone();
+    assert_eq!(nat["conn.state.established"], 1, "the download is under way: {nat}");
     // New policy: DNS only, refusals rejected.
     std::fs::write(
         &policy,
@@ -177,11 +200,31 @@ fn a_policy_replaced_while_traffic_flows_applies_at_once() {
     )
     .unwrap();
     moat.hup();
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let deadline = Instant::now() + Duration::from_secs(10);
     while moat.counter("rules", "policy.version") != 2 {
-        assert!(std::time::Instant::now() < deadline, "policy version 2 never became active");
+        assert!(Instant::now() < deadline, "policy version 2 never became active");
         std::thread::sleep(Duration::from_millis(100));
     }
+    // The rules refuse the client's packets from now on; the NAT's part is
+    // to forget the connection, so the server's packets stop too.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let at_cut = loop {
+        let st = moat.status();
+        let nat = &st["components"]["nat"];
+        if nat["conn.state.established"] == 0 && nat["conn.removed.rules"].as_u64() >= Some(1) {
+            break st;
+        }
+        assert!(Instant::now() < deadline, "the NAT kept the download the new policy refuses: {nat}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let cut = started.elapsed();
+    let (received, socket) = received_from_server(&topo);
+    // The test means something only if the download was still under way.
+    assert!(
+        received + (1 << 20) < BIG,
+        "the download had (almost) all arrived before the policy changed ({received} bytes after {cut:?}): \
+         the test's timing is off\n{socket}"
+    );
     let out = topo.run("c1", 10, "ping -c 2 -i 0.3 -W 2 10.138.1.2");
     assert!(String::from_utf8_lossy(&out.stdout).contains("Packet filtered"), "{out:?}");
     assert_eq!(topo.ok("c1", 20, "dig +short +time=2 +tries=3 server.test").trim(), "10.138.1.2");
@@ -190,7 +233,16 @@ fn a_policy_replaced_while_traffic_flows_applies_at_once() {
     let status = dl.wait().unwrap();
     assert!(status.success());
     let log = std::fs::read_to_string(&log).unwrap();
-    assert_ne!(log.lines().last(), Some("0"), "the open connection survived the new policy: {log}");
+    let end = moat.status();
+    assert_ne!(
+        log.lines().last(),
+        Some("0"),
+        "the open connection survived the new policy:\ncurl: {log}\ncut after {cut:?} with {received} bytes in: \
+         {socket}\nnat at the cut: {}\nnat at the end: {}\nrules at the end: {}",
+        at_cut["components"]["nat"],
+        end["components"]["nat"],
+        end["components"]["rules"],
+    );
 }
 
 #[test]

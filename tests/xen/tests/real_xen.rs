@@ -142,7 +142,6 @@ fn cargo_bin(package: &str) -> PathBuf {
 /// `moat-test-xenstored` (`tests/xs-compare`). Every section must match, up
 /// to the differences documented in the test store's crate docs.
 #[test]
-#[ignore = "the relay guest's console link drops in about one run of three (tests/xen/README.md); the recorded transcripts are checked on the host instead (tests/xs-compare/tests/recorded.rs); run with --run-ignored all"]
 fn test_xenstore_matches_oxenstored() {
     let bin = cargo_bin("moat-xs-compare");
     let relay = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("xs-relay");

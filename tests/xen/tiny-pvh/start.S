@@ -9,7 +9,7 @@
     .globl _start
 _start:
     mov $stack_top, %esp
-    call tiny_main
+    call guest_main
 1:  hlt
     jmp 1b
 

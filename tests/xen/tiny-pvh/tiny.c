@@ -11,37 +11,14 @@
  * 32-bit protected mode, paging off (as PVH starts us): pointers are
  * physical addresses and Xen's 32-bit hypercall ABI applies.
  */
-typedef unsigned char u8;
-typedef unsigned short u16;
-typedef unsigned int u32;
-typedef unsigned long long u64;
+#include "xen.h"
 
-#define DOMID_SELF 0x7ff0
-
-extern u8 hypercall_page[4096];
 static u8 shared_page[4096] __attribute__((aligned(4096)));
 static u8 grant_page[4096] __attribute__((aligned(4096)));
 
-static long hypercall(u32 nr, u32 a1, u32 a2, u32 a3)
-{
-    long r = (long)(hypercall_page + nr * 32);
-    __asm__ volatile("call *%0" : "+a"(r), "+b"(a1), "+c"(a2), "+d"(a3) : : "memory", "esi", "edi");
-    return r;
-}
-
-static void outb(u16 port, u8 v) { __asm__ volatile("outb %0, %1" : : "a"(v), "Nd"(port)); }
-static void barrier(void) { __asm__ volatile("lock; addl $0,(%%esp)" : : : "memory"); }
 
 static volatile u8 *console;
 static u32 console_port, store_port;
-
-static void notify(u32 port)
-{
-    u32 send = port;
-    hypercall(32, 4, (u32)&send, 0); /* event_channel_op(EVTCHNOP_send) */
-}
-
-static void yield(void) { hypercall(29, 0, 0, 0); } /* sched_op(SCHEDOP_yield) */
 
 static void putc(char c)
 {
@@ -175,14 +152,6 @@ static int xs_read(const char *path) { return xs_request(2, path, 0, 0) == 2; }
 static int xs_write(const char *path, const char *v) { return xs_request(11, path, v, 1) == 11; }
 static int xs_watch(const char *path, const char *token) { return xs_request(4, path, token, 0) == 4; }
 
-static u64 get_param(u32 index)
-{
-    struct { u16 domid; u16 pad; u32 index; u64 value; } p = { DOMID_SELF, 0, index, 0 };
-    if (hypercall(34, 1, (u32)&p, 0)) /* hvm_op(HVMOP_get_param) */
-        return 0;
-    return p.value;
-}
-
 static long add_to_physmap(u32 space, u32 idx, void *page)
 {
     struct { u16 domid, size; u32 space, idx, gpfn; } a = { DOMID_SELF, 0, space, idx, (u32)page >> 12 };
@@ -203,17 +172,13 @@ static void shutdown_now(void)
         yield();
 }
 
-void tiny_main(void)
+void guest_main(void)
 {
-    u32 a, b, c, d;
-    __asm__ volatile("cpuid" : "=a"(a), "=b"(b), "=c"(c), "=d"(d) : "a"(0x40000000));
-    if (b != 0x566e6558 || c != 0x65584d4d || d != 0x4d4d566e) { /* "XenVMMXenVMM" */
+    if (!xen_setup()) {
         puts("tiny-pvh: not on Xen\n");
         for (;;)
             __asm__ volatile("hlt");
     }
-    __asm__ volatile("cpuid" : "=a"(a), "=b"(b), "=c"(c), "=d"(d) : "a"(0x40000002));
-    __asm__ volatile("wrmsr" : : "c"(b), "a"((u32)hypercall_page), "d"(0));
 
     u32 version = hypercall(17, 0, 0, 0); /* xen_version(XENVER_version) */
     console = (volatile u8 *)(u32)(get_param(17) << 12);

@@ -31,7 +31,9 @@
 //! `tests/xs-compare/src/known.rs` (a difference not listed there fails
 //! that test). Where cxenstored and oxenstored disagree, the test store
 //! mostly follows cxenstored (what Qubes runs) or is the stricter of the
-//! two, so a client that copes with it copes with both.
+//! two, so a client that copes with it copes with both. Its cxenstored
+//! rules were written from cxenstored's sources; the one run against the
+//! real cxenstored (below) found some of them wrong.
 //!
 //! Where it knowingly differs from oxenstored (the `known.rs` id first):
 //! * `ox-sorts-children`: oxenstored lists children sorted; the test store
@@ -63,8 +65,8 @@
 //!   16 bits, is `EINVAL` here; oxenstored reads `abc` as 0 and accepts
 //!   larger ids (in `GET_DOMAIN_PATH` and permissions).
 //! * `ox-tx-errors`: an unknown transaction id is `ENOENT` and a
-//!   `TRANSACTION_START` inside a transaction `EINVAL` here (cxenstored's);
-//!   oxenstored says `EIO` and `EBUSY`.
+//!   `TRANSACTION_START` inside a transaction `EINVAL` here; oxenstored
+//!   says `EIO` and `EBUSY` (and cxenstored `EBUSY` too, below).
 //! * `ox-watch-reply-tx-0`: the reply to a `WATCH` sent with a transaction
 //!   id echoes that id here; oxenstored's carries 0.
 //! * `ox-no-directory-part`, `ox-control-ok`, `ox-release-einval`:
@@ -76,7 +78,8 @@
 //!   oxenstored answers any `CONTROL` with `OK` and `RELEASE` of an unknown
 //!   domain with `EINVAL`.
 //! * `ox-keeps-connection`: an unknown message type or a payload over 4096
-//!   bytes drops the connection here (as cxenstored); oxenstored answers
+//!   bytes drops the connection here (cxenstored drops it for the payload
+//!   only, below); oxenstored answers
 //!   `ENOSYS` or `E2BIG` and keeps it (after an oversized payload it
 //!   answers nothing more).
 //! * Also: a read of a missing node under an unreadable parent says
@@ -84,6 +87,37 @@
 //!   protocol (`connection` stays `XENSTORE_CONNECTED`); the order of the
 //!   events one change fires for several watches of one connection
 //!   (oxenstored newest watch first, the test store oldest first).
+//!
+//! Against the real cxenstored of Xen 4.17 the comparison has been run
+//! once (2026-11-30, `tests/xen` scenario `xenstore-compare` with
+//! `--file daemon=FILE` holding `cxenstored`; transcripts in
+//! `tests/xs-compare/recorded/cx-4.17-*.txt`; not in the suite, and
+//! `known.rs` has no cxenstored entries yet): 30 of 65 sections matched.
+//! The first difference of each other section:
+//! * A change's watch event reaches the connection that made it *before*
+//!   the reply to its request (oxenstored and the test store: after).
+//!   Most of the watch and transaction sections differ only by this.
+//! * Quotas: a domain's 129th watch is refused with `E2BIG`, its 11th
+//!   open transaction with `ENOSPC`, a 2048-byte value with `ENOSPC`; an
+//!   absolute path of 3072 bytes is `EINVAL`. The test store has none.
+//! * `TRANSACTION_START` inside a transaction is `EBUSY` (as oxenstored;
+//!   the test store's `EINVAL` is not cxenstored's after all); `SET_PERMS`
+//!   by a domain that does not own the node is `EPERM` (test store
+//!   `EACCES`); an unknown `CONTROL` command is `EINVAL` (test store
+//!   `ENOSYS`); `GET_DOMAIN_PATH abc` answers `/local/domain/0` (lenient,
+//!   as oxenstored).
+//! * An unknown message type (`XS_RESTRICT`, a client's `WATCH_EVENT`) is
+//!   answered `ENOSYS` and the connection kept (the test store drops it;
+//!   "as cxenstored" was wrong). A payload over 4096 bytes drops the
+//!   connection, as the test store does.
+//! * Permissions naming a domain that does not exist are refused with
+//!   `ENOENT`: the component section's toolstack, which gives made-up
+//!   frontend domains (7, 8, 9, 40) their device directories, fails there,
+//!   so the xenstore component has not yet been run against cxenstored
+//!   past its start-up (identity, status key, watches: those matched).
+//!   That needs real (paused) frontend domains in the script.
+//! * dom0's directory has no `control` node after the scenario swaps the
+//!   daemon (setup, not the store).
 
 pub mod client;
 pub mod db;
@@ -155,12 +189,18 @@ pub struct XenStored {
     next_tx: u32,
     /// Every request handled: `dom<id> <TYPE> <path or payload>`.
     pub log: Vec<String>,
+    /// Sends the events a request causes for its own connection *before*
+    /// its reply, as cxenstored does (seen in
+    /// `tests/xs-compare/recorded/cx-4.17-*.txt`), instead of after it as
+    /// oxenstored does (the default). Clients must cope with both.
+    pub own_events_first: bool,
 }
 
 impl XenStored {
     /// A store with `/local/domain` (owned by dom0, unreadable to others).
     pub fn new() -> Self {
-        let mut s = XenStored { db: Db::new(), conns: Vec::new(), next_tx: 1, log: Vec::new() };
+        let mut s =
+            XenStored { db: Db::new(), conns: Vec::new(), next_tx: 1, log: Vec::new(), own_events_first: false };
         s.db.mkdir(Who::DOM0, "/local/domain").expect("fresh store");
         s
     }
@@ -374,10 +414,12 @@ impl XenStored {
         self.log.push(format!("dom{} {:?}{}", who.domid, f.ty, describe(&req)));
         // Events a request causes for this connection go out after its
         // reply, except a commit's, which go before it: as oxenstored
-        // sends them.
+        // sends them. With `own_events_first`, all go before it, as
+        // cxenstored sends them.
         let mark = self.conns[i].out.len();
         let result = self.dispatch(i, &req, tx_id);
         let own_events: Vec<u8> = match req {
+            _ if self.own_events_first => Vec::new(),
             Request::TransactionEnd { .. } => Vec::new(),
             _ => self.conns[i].out.drain(mark..).collect(),
         };

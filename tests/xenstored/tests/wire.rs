@@ -25,6 +25,17 @@ fn events(c: &mut Client) -> Vec<(String, String)> {
 }
 
 #[test]
+fn own_events_come_before_the_reply_in_cxenstored_order() {
+    let (mut s, mut a, _) = setup();
+    s.own_events_first = true;
+    assert_eq!(a.call(&mut s, Request::Watch { path: p("data/x"), token: b"w" }, 0), Owned::Ok);
+    a.pump(&mut s);
+    assert_eq!(events(&mut a), [("data/x".into(), "w".into())], "the initial fire still follows the reply");
+    assert_eq!(a.call(&mut s, Request::Write { path: p("data/x/y"), value: b"1" }, 0), Owned::Ok);
+    assert_eq!(events(&mut a), [("data/x/y".into(), "w".into())], "already there when the reply came");
+}
+
+#[test]
 fn watches_fire_once_at_once_then_on_changes_below() {
     let (mut s, mut a, _) = setup();
     assert_eq!(a.call(&mut s, Request::Watch { path: p("backend/vif"), token: b"t" }, 0), Owned::Ok);

@@ -1,37 +1,23 @@
 /*
- * xs-relay: a PVH guest that is nothing but its XenStore connection, moved
- * to its PV console. Every byte that arrives on the console goes into the
- * XenStore request ring; every byte of the response ring goes out on the
- * console. In dom0, the console's tty (xenconsoled's pty) is then this
- * domain's own, unprivileged XenStore connection: the same byte stream of
- * messages as the daemon's socket, with the domain ring's path and the
- * permissions of a domU. moat-xs-compare uses it to run its script and the
- * xenstore component as a real domU against the real oxenstored.
+ * xs-relay: a PVH guest whose XenStore connection dom0 drives. dom0
+ * (moat-xs-compare's RingLink) maps this domain's XenStore ring page with
+ * the grant device and plays the guest's half of the ring: it writes
+ * requests and reads replies and watch events itself. The one thing dom0
+ * cannot do is signal the store's event channel on this domain's behalf,
+ * so this guest watches the ring's indices and, whenever dom0 has moved
+ * one (new requests, or room made in the reply ring), notifies the store.
+ * oxenstored thus serves an ordinary domU ring connection, with a domU's
+ * path and permissions, and no byte of it passes through this guest.
  *
- * The guest prints nothing on its console (that stream is the relay);
- * what it has to say goes to port 0xe9 (Xen's serial log, `(dN)` lines).
+ * (An earlier relay copied the ring to the PV console and dom0 used the
+ * console's pty; xenconsoled replaces a pty it finds "broken", which cut
+ * the connection about one run in three.)
+ *
+ * What it has to say goes to port 0xe9 (Xen's serial log, `(dN)` lines).
  * Built like tests/xen/tiny-pvh (32-bit, paging off: pointers are physical
- * addresses), whose linker script it shares.
+ * addresses), whose start-up code, helpers and linker script it shares.
  */
-typedef unsigned char u8;
-typedef unsigned short u16;
-typedef unsigned int u32;
-typedef unsigned long long u64;
-
-#define DOMID_SELF 0x7ff0
-
-extern u8 hypercall_page[4096];
-
-static long hypercall(u32 nr, u32 a1, u32 a2, u32 a3)
-{
-    long r = (long)(hypercall_page + nr * 32);
-    __asm__ volatile("call *%0" : "+a"(r), "+b"(a1), "+c"(a2), "+d"(a3) : : "memory", "esi", "edi");
-    return r;
-}
-
-static void outb(u16 port, u8 v) { __asm__ volatile("outb %0, %1" : : "a"(v), "Nd"(port)); }
-/* A full barrier (x86: a locked instruction). */
-static void barrier(void) { __asm__ volatile("lock; addl $0,(%%esp)" : : : "memory"); }
+#include "../../xen/tiny-pvh/xen.h"
 
 static void debug(const char *s)
 {
@@ -51,99 +37,40 @@ static void debug_u(u32 v)
     debug(b + i);
 }
 
-static void notify(u32 port)
-{
-    u32 send = port;
-    hypercall(32, 4, (u32)&send, 0); /* event_channel_op(EVTCHNOP_send) */
-}
-
-static void yield(void) { hypercall(29, 0, 0, 0); } /* sched_op(SCHEDOP_yield) */
-
-static u64 get_param(u32 index)
-{
-    struct { u16 domid; u16 pad; u32 index; u64 value; } p = { DOMID_SELF, 0, index, 0 };
-    if (hypercall(34, 1, (u32)&p, 0)) /* hvm_op(HVMOP_get_param) */
-        return 0;
-    return p.value;
-}
-
-/* Console page: in[1024] @0, out[2048] @1024, then the four indices. */
-static volatile u8 *con;
-#define IN_CONS (*(volatile u32 *)(con + 3072))
-#define IN_PROD (*(volatile u32 *)(con + 3076))
-#define OUT_CONS (*(volatile u32 *)(con + 3080))
-#define OUT_PROD (*(volatile u32 *)(con + 3084))
 /* XenStore page: req[1024] @0, rsp[1024] @1024, then the four indices. */
 static volatile u8 *xs;
-#define REQ_CONS (*(volatile u32 *)(xs + 2048))
 #define REQ_PROD (*(volatile u32 *)(xs + 2052))
 #define RSP_CONS (*(volatile u32 *)(xs + 2056))
-#define RSP_PROD (*(volatile u32 *)(xs + 2060))
 
-void relay_main(void)
+void guest_main(void)
 {
-    u32 a, b, c, d;
-    __asm__ volatile("cpuid" : "=a"(a), "=b"(b), "=c"(c), "=d"(d) : "a"(0x40000000));
-    if (b != 0x566e6558 || c != 0x65584d4d || d != 0x4d4d566e) { /* "XenVMMXenVMM" */
+    if (!xen_setup()) {
         debug("xs-relay: not on Xen\n");
         for (;;)
             __asm__ volatile("hlt");
     }
-    __asm__ volatile("cpuid" : "=a"(a), "=b"(b), "=c"(c), "=d"(d) : "a"(0x40000002));
-    __asm__ volatile("wrmsr" : : "c"(b), "a"((u32)hypercall_page), "d"(0));
 
-    con = (volatile u8 *)(u32)(get_param(17) << 12); /* HVM_PARAM_CONSOLE_PFN */
-    u32 con_port = get_param(18);
     xs = (volatile u8 *)(u32)(get_param(1) << 12); /* HVM_PARAM_STORE_PFN */
     u32 xs_port = get_param(2);
     debug("xs-relay: store port ");
     debug_u(xs_port);
-    debug(", console port ");
-    debug_u(con_port);
-    debug(": relaying\n");
-    if (!con || !xs)
+    debug(": passing on events for dom0\n");
+    if (!xs)
         for (;;)
             yield();
 
+    /* Not a value the indices hold at start: the first look notifies once,
+     * in case dom0 wrote before this guest ran. */
+    u32 req_seen = 0xffffffff, rsp_seen = 0xffffffff;
     for (;;) {
-        int moved = 0;
-        /* Console input to XenStore requests. */
-        u32 ic = IN_CONS, ip = IN_PROD;
-        u32 qc = REQ_CONS, qp = REQ_PROD;
-        barrier(); /* the producers' indices before their data */
-        u32 n = 0;
-        while (ic != ip && qp - qc < 1024) {
-            xs[qp & 1023] = con[ic & 1023];
-            ic++, qp++, n++;
-        }
-        if (n) {
-            barrier(); /* data before indices */
-            REQ_PROD = qp;
-            IN_CONS = ic;
-            barrier();
+        u32 req = REQ_PROD, rsp = RSP_CONS;
+        barrier(); /* dom0's data is in the page before its index moved */
+        if (req != req_seen || rsp != rsp_seen) {
+            req_seen = req;
+            rsp_seen = rsp;
             notify(xs_port);
-            notify(con_port);
-            moved = 1;
-        }
-        /* XenStore responses and events to console output. */
-        u32 sc = RSP_CONS, sp = RSP_PROD;
-        u32 oc = OUT_CONS, op = OUT_PROD;
-        barrier();
-        n = 0;
-        while (sc != sp && op - oc < 2048) {
-            con[1024 + (op & 2047)] = xs[1024 + (sc & 1023)];
-            sc++, op++, n++;
-        }
-        if (n) {
-            barrier();
-            OUT_PROD = op;
-            RSP_CONS = sc;
-            barrier();
-            notify(con_port);
-            notify(xs_port);
-            moved = 1;
-        }
-        if (!moved)
+        } else {
             yield();
+        }
     }
 }

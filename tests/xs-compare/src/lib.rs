@@ -8,9 +8,10 @@
 //! * [`ops`]: a fixed script of reads, writes, directories, permissions,
 //!   watches, transactions, limits and malformed requests, from a client
 //!   connection and a toolstack connection. The client is dom0 over the
-//!   daemon's socket, or an unprivileged domain: a small relay guest
-//!   (`relay/`) copies its console to and from its XenStore ring, so a
-//!   stream through its console tty is that domain's own connection.
+//!   daemon's socket, or an unprivileged domain: dom0 maps a small relay
+//!   guest's XenStore ring page and drives the guest's half of it
+//!   ([`link::RingLink`]); the guest (`relay/`) only passes on the event
+//!   the daemon needs, so it is that domain's own connection.
 //! * [`component`]: the real xenstore component, bound through the host
 //!   harness, with its ring page connected through [`component::Shim`] to
 //!   the relay domain's ring; the toolstack adds vifs, the uplink and

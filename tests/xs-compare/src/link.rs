@@ -1,6 +1,6 @@
-//! Byte streams to a XenStore: the real daemon's Unix socket, a relay
-//! domain's console (its XenStore ring, as a byte stream), or a connection
-//! to the in-process test store over a real ring page.
+//! Byte streams to a XenStore: the real daemon's Unix socket, a domain's
+//! own XenStore ring mapped into dom0 through the grant device, or a
+//! connection to the in-process test store over a real ring page.
 //!
 //! Every way to the store is a stream of the same header-and-payload
 //! messages, so the client ([`crate::conn`]) and the shim that gives the
@@ -10,15 +10,18 @@
 use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::io::{self, Read, Write};
+use std::os::fd::OwnedFd;
 use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::rc::Rc;
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use moat_hosted::sys::{Mapping, map_grant};
 use moat_ring::Region;
 use moat_test_xenstored::{ConnId, Who, XenStored};
+use moat_xen::grant::GNTTAB_RESERVED_XENSTORE;
 use moat_xen::xenstore::XsRing;
 
 /// A byte stream to a store.
@@ -40,8 +43,7 @@ impl<L: Link + ?Sized> Link for Box<L> {
     }
 }
 
-/// A stream read by a thread of its own, so that reads can time out on
-/// anything (a tty has no read timeout).
+/// A stream read by a thread of its own, so that reads can time out.
 pub struct StreamLink {
     writer: Box<dyn Write + Send>,
     chunks: Receiver<io::Result<Vec<u8>>>,
@@ -56,19 +58,6 @@ impl StreamLink {
     pub fn unix(path: &Path) -> io::Result<Self> {
         let s = UnixStream::connect(path)?;
         Ok(Self::new(s.try_clone()?, s))
-    }
-
-    /// A relay domain's console tty (`/local/domain/<id>/console/tty`):
-    /// the relay copies it to and from the domain's XenStore ring, so this
-    /// is that domain's own, unprivileged connection. The tty is put in raw
-    /// mode first (no echo, no line editing, no CR/LF translation).
-    pub fn tty(path: &Path) -> io::Result<Self> {
-        let st = std::process::Command::new("stty").arg("-F").arg(path).args(["raw", "-echo"]).status()?;
-        if !st.success() {
-            return Err(io::Error::other(format!("stty -F {} raw -echo failed", path.display())));
-        }
-        let f = std::fs::OpenOptions::new().read(true).write(true).custom_flags(libc::O_NOCTTY).open(path)?;
-        Ok(Self::new(f.try_clone()?, f))
     }
 
     fn new(mut reader: impl Read + Send + 'static, writer: impl Write + Send + 'static) -> Self {
@@ -203,5 +192,80 @@ impl Link for TestLink {
             self.dead()?;
         }
         Ok(n)
+    }
+}
+
+/// Domain `domid`'s own XenStore connection, driven from dom0: its ring
+/// page (grant [`GNTTAB_RESERVED_XENSTORE`], which the toolstack grants to
+/// the store's domain, dom0 here, when it builds the domain) mapped with
+/// the grant device, and this side playing the guest's half of the ring.
+/// The domain itself runs the relay guest (`relay/relay.c`), which only
+/// forwards the event the daemon needs each time the ring's indices move
+/// (dom0 cannot signal the domain's store channel itself). So the daemon
+/// sees exactly a domU's ring connection, with its permissions, and nothing
+/// in between buffers, translates or drops bytes.
+pub struct RingLink {
+    // Field order is drop order: the ring before the page it points into.
+    ring: XsRing,
+    _page: Mapping,
+    _dev: OwnedFd,
+    /// Sent, not yet in the request ring: like a socket's send buffer, a
+    /// message longer than the ring (the script's oversized ones) is taken
+    /// whole and fed in while we wait for the reply, so the daemon decides
+    /// what to do with it, not this link.
+    out: VecDeque<u8>,
+}
+
+impl RingLink {
+    /// Maps `domid`'s XenStore page through `/dev/xen/gntdev`.
+    pub fn domain(domid: u16) -> io::Result<Self> {
+        let dev: OwnedFd = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .custom_flags(libc::O_CLOEXEC)
+            .open("/dev/xen/gntdev")?
+            .into();
+        let page = map_grant(&dev, domid, GNTTAB_RESERVED_XENSTORE)?;
+        let ring = XsRing::guest(page.region()).map_err(|e| io::Error::other(format!("ring page: {e:?}")))?;
+        Ok(RingLink { ring, _page: page, _dev: dev, out: VecDeque::new() })
+    }
+
+    /// Moves what fits of the pending requests into the ring.
+    fn push(&mut self) -> io::Result<()> {
+        while !self.out.is_empty() {
+            let n = self.ring.write(self.out.make_contiguous()).map_err(ring_error)?;
+            if n == 0 {
+                break;
+            }
+            self.out.drain(..n);
+        }
+        Ok(())
+    }
+}
+
+fn ring_error(e: moat_xen::xenstore::XsRingError) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, format!("XenStore ring: {e:?}"))
+}
+
+impl Link for RingLink {
+    fn send(&mut self, bytes: &[u8]) -> io::Result<()> {
+        self.out.extend(bytes);
+        self.push()
+    }
+
+    /// Polls: the relay and the daemon run in other domains, so there is
+    /// nothing here to block on.
+    fn recv(&mut self, buf: &mut [u8], wait: Duration) -> io::Result<usize> {
+        let until = Instant::now() + wait;
+        let mut pause = Duration::from_micros(50);
+        loop {
+            self.push()?;
+            let n = self.ring.read(buf).map_err(ring_error)?;
+            if n > 0 || Instant::now() >= until {
+                return Ok(n);
+            }
+            std::thread::sleep(pause);
+            pause = (pause * 2).min(Duration::from_millis(2));
+        }
     }
 }

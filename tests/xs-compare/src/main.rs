@@ -3,8 +3,8 @@
 //!
 //! ```text
 //! moat-xs-compare ops-dom0 --socket S [--spare-kernel K] [--out DIR]
-//! moat-xs-compare ops-domain --socket S --tty T --domid N --name NAME [--out DIR]
-//! moat-xs-compare component --socket S --tty T --domid N --name NAME [--out DIR]
+//! moat-xs-compare ops-domain --socket S --domid N --name NAME [--out DIR]
+//! moat-xs-compare component --socket S --domid N --name NAME [--out DIR]
 //! moat-xs-compare self [--out DIR]       # the test store against itself
 //! moat-xs-compare again ops-dom0|ops-domain|component --real FILE [--domid N --name NAME]
 //! ```
@@ -19,8 +19,9 @@
 //! picks its known differences.
 //!
 //! `--socket`: the daemon's Unix socket (the toolstack's connection, and the
-//! client's for `ops-dom0`); `--tty`: the relay domain's console tty (its
-//! XenStore ring); `--domid`/`--name`: that domain's. Each section of each
+//! client's for `ops-dom0`); `--domid`/`--name`: the relay domain whose
+//! XenStore ring this program drives (mapped through `/dev/xen/gntdev`, see
+//! [`RingLink`]). Each section of each
 //! comparison prints `TESTBED-CHECK ok xs-<what>-<section>` or `fail` with
 //! the first unexplained difference; the transcripts go to `--out`
 //! (`xs-<what>-real.txt`, `xs-<what>-test.txt`).
@@ -29,13 +30,12 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 use std::time::Duration;
 
-use moat_xs_compare::link::{StreamLink, TestLink};
+use moat_xs_compare::link::{RingLink, StreamLink, TestLink};
 use moat_xs_compare::{Client, compare, ops, slug};
 
 struct Args {
     mode: String,
     socket: Option<PathBuf>,
-    tty: Option<PathBuf>,
     domid: Option<u16>,
     name: String,
     spare_kernel: Option<PathBuf>,
@@ -51,7 +51,6 @@ fn args() -> Result<Args, String> {
     let mut a = Args {
         mode,
         socket: None,
-        tty: None,
         domid: None,
         name: "xs-relay".into(),
         spare_kernel: None,
@@ -67,7 +66,6 @@ fn args() -> Result<Args, String> {
         let v = it.next().ok_or(format!("{k} needs a value"))?;
         match k.as_str() {
             "--socket" => a.socket = Some(v.into()),
-            "--tty" => a.tty = Some(v.into()),
             "--domid" => a.domid = Some(v.parse().map_err(|_| format!("bad domid {v}"))?),
             "--name" => a.name = v,
             "--spare-kernel" => a.spare_kernel = Some(v.into()),
@@ -114,9 +112,9 @@ fn socket(a: &Args) -> Result<StreamLink, String> {
     StreamLink::unix(p).map_err(|e| format!("cannot connect to {}: {e}", p.display()))
 }
 
-fn tty(a: &Args) -> Result<StreamLink, String> {
-    let p = need(&a.tty, "--tty")?;
-    StreamLink::tty(p).map_err(|e| format!("cannot open {}: {e}", p.display()))
+fn ring(a: &Args) -> Result<RingLink, String> {
+    let domid = *need(&a.domid, "--domid")?;
+    RingLink::domain(domid).map_err(|e| format!("cannot map the XenStore ring of domain {domid}: {e}"))
 }
 
 fn run() -> Result<bool, String> {
@@ -132,13 +130,13 @@ fn run() -> Result<bool, String> {
             let domid = *need(&a.domid, "--domid")?;
             let view = ops::View { domid, spare: false };
             let mut none = XlDomains { kernel: PathBuf::new() };
-            let real = moat_xs_compare::ops_on(tty(&a)?, socket(&a)?, view, &mut none);
+            let real = moat_xs_compare::ops_on(ring(&a)?, socket(&a)?, view, &mut none);
             let client = Client::Domain { domid, name: a.name.clone() };
             (a.mode.as_str(), real, moat_xs_compare::ops_on_test_store(&client, false))
         }
         "component" => {
             let domid = *need(&a.domid, "--domid")?;
-            let real = moat_xs_compare::component_on(tty(&a)?, socket(&a)?, domid, 40, Duration::from_millis(800));
+            let real = moat_xs_compare::component_on(ring(&a)?, socket(&a)?, domid, 40, Duration::from_millis(800));
             (a.mode.as_str(), real, moat_xs_compare::component_on_test_store(domid, &a.name, 40))
         }
         "again" => {
