@@ -129,3 +129,82 @@ wait_for() {
   done
   return 1
 }
+
+# --- dom0 as Qubes' sys-net, for the network scenarios ----------------------
+
+# sys_net SRV-SIZE: the "internet" on dom0's own loopback (its kernel has no
+# veth: the testbed keeps only Xen's modules): 10.140.0.2 serves HTTP from a
+# tmpfs of SRV-SIZE at /srv, 10.139.1.1 is the address Qubes clients use for
+# DNS; dom0 routes between them and the firewalls' uplink vifs.
+sys_net() {
+  sysctl -qw net.ipv4.ip_forward=1
+  ip link set lo up # dom0's /init leaves it down
+  ip addr add 10.140.0.2/32 dev lo
+  ip addr add 10.139.1.1/32 dev lo
+  mkdir -p /srv
+  mount -t tmpfs -o "size=$1" tmpfs /srv
+  echo "moat says hello" >/srv/index.html
+  busybox httpd -p 10.140.0.2:80 -h /srv
+  # A firewall's uplink vif, routed as Qubes' vif-route-qubes does it: dom0
+  # is 10.138.0.1 on every such vif, with a route to the address the vif's
+  # `ip=` gave the firewall, and answers ARP for the rest.
+  cat >/tmp/vif-uplink <<'SH'
+#!/bin/sh
+case "$1" in
+  online|add)
+    ip=$(xenstore-read "$XENBUS_PATH/ip")
+    ip link set "$vif" up
+    ip addr add 10.138.0.1/32 dev "$vif"
+    ip route add "$ip/32" dev "$vif"
+    echo 1 >"/proc/sys/net/ipv4/conf/$vif/proxy_arp"
+    xenstore-write "$XENBUS_PATH/hotplug-status" connected ;;
+esac
+exit 0
+SH
+  chmod 755 /tmp/vif-uplink
+}
+
+# start_moat IMAGE UPLINK-IP: `xl create` moat's image as domain `moat` with
+# its uplink vif on dom0 (IP and MAC 00:16:3e:00:00:02), then wait until it
+# has started and its netfront is connected (checks moat-create,
+# moat-started, moat-uplink-connected). Fails when moat did not come up.
+start_moat() {
+  cat >/tmp/moat.cfg <<CFG
+name = "moat"
+type = "pvh"
+kernel = "$1"
+memory = 32
+maxmem = 32
+vcpus = 1
+on_poweroff = "destroy"
+on_crash = "preserve"
+vif = ['ip=$2,mac=00:16:3e:00:00:02,script=/tmp/vif-uplink']
+CFG
+  if ! xl create /tmp/moat.cfg >/results/xl-create-moat.txt 2>&1 && ! xl domid moat >/dev/null 2>&1; then
+    fail moat-create "$(tail -n 3 /results/xl-create-moat.txt | tr '\n' ' ')"
+    return 1
+  fi
+  ok moat-create
+  check moat-started wait_line "$(console_log moat)" '^moat: started at' 60
+  if wait_line "$(console_log moat)" '^moat: status netfront .*uplink.connected=1' 60; then
+    ok moat-uplink-connected
+  else
+    fail moat-uplink-connected "no connected uplink in moat's status within 60 s"
+    return 1
+  fi
+}
+
+# moat_status COMPONENT KEY: the value in moat's latest status line.
+moat_status() {
+  grep "^moat: status $1 " "$(console_log moat)" | tail -n 1 | tr ' ' '\n' | sed -n "s/^$2=//p"
+}
+# moat_fresh_status: wait for moat's next status report (every 5 s).
+moat_fresh_status() {
+  n=$(grep -c '^moat: status netback ' "$(console_log moat)")
+  end=$(($(now_ms) + 20000))
+  while [ "$(now_ms)" -lt "$end" ]; do
+    [ "$(grep -c '^moat: status netback ' "$(console_log moat)")" -gt "$n" ] && return 0
+    sleep 0.5
+  done
+  return 1
+}

@@ -31,74 +31,20 @@ cycles=50
 big_mb=100
 [ -f /scenario/files/big_mb ] && big_mb=$(cat /scenario/files/big_mb)
 
-# --- sys-net: the "internet" and routing --------------------------------
-# dom0's kernel has no veth (the testbed keeps only Xen's modules), so the
-# servers live on dom0's own loopback: 10.140.0.2 (HTTP) and 10.139.1.1
-# (DNS, the address Qubes clients use; moat redirects their queries there).
-sysctl -qw net.ipv4.ip_forward=1
-ip link set lo up   # dom0's /init leaves it down
-ip addr add 10.140.0.2/32 dev lo
-ip addr add 10.139.1.1/32 dev lo
-mkdir -p /srv
-mount -t tmpfs -o size=160m tmpfs /srv
-echo "moat says hello" >/srv/index.html
+# --- sys-net: the "internet" and routing (lib.sh) ---------------------------
+sys_net 160m
 head -c $((big_mb * 1048576)) /dev/urandom >/srv/big
 big_sum=$(sha256sum /srv/big | cut -d' ' -f1)
 head -c 10485760 /dev/urandom >/srv/ten
-busybox httpd -p 10.140.0.2:80 -h /srv
 /scenario/files/tiny-dns 10.139.1.1 test.moat 10.140.0.2 >/results/tiny-dns.log 2>&1 &
 check sys-net-ready wait_for 10 busybox wget -q -O /dev/null http://10.140.0.2/index.html
 
-# moat's uplink vif, routed as Qubes' vif-route-qubes does it.
-cat >/tmp/vif-uplink <<'SH'
-#!/bin/sh
-case "$1" in
-  online|add)
-    ip link set "$vif" up
-    ip addr add 10.138.0.1/32 dev "$vif"
-    ip route add 10.138.0.2/32 dev "$vif"
-    echo 1 >"/proc/sys/net/ipv4/conf/$vif/proxy_arp"
-    xenstore-write "$XENBUS_PATH/hotplug-status" connected ;;
-esac
-exit 0
-SH
-chmod 755 /tmp/vif-uplink
-cat >/tmp/moat.cfg <<CFG
-name = "moat"
-type = "pvh"
-kernel = "$image"
-memory = 32
-maxmem = 32
-vcpus = 1
-on_poweroff = "destroy"
-on_crash = "preserve"
-vif = ['ip=10.138.0.2,mac=00:16:3e:00:00:02,script=/tmp/vif-uplink']
-CFG
-log=$(console_log moat)
-if ! xl create /tmp/moat.cfg >/results/xl-create-moat.txt 2>&1 && ! xl domid moat >/dev/null 2>&1; then
-  fail moat-create "$(tail -n 3 /results/xl-create-moat.txt | tr '\n' ' ')"
+if ! start_moat "$image" 10.138.0.2; then
   finish
   exit 0
 fi
-ok moat-create
 moat=$(xl domid moat)
-check moat-started wait_line "$log" '^moat: started at' 60
-check moat-uplink-connected wait_line "$log" '^moat: status netfront .*uplink.connected=1' 60
-
-# moat's counters from its latest status line: status COMPONENT KEY.
-status() {
-  grep "^moat: status $1 " "$log" | tail -n 1 | tr ' ' '\n' | sed -n "s/^$2=//p"
-}
-# fresh_status: wait for the next status report (printed every 5 s).
-fresh_status() {
-  n=$(grep -c '^moat: status netback ' "$log")
-  end=$(($(now_ms) + 20000))
-  while [ "$(now_ms)" -lt "$end" ]; do
-    [ "$(grep -c '^moat: status netback ' "$log")" -gt "$n" ] && return 0
-    sleep 0.5
-  done
-  return 1
-}
+log=$(console_log moat)
 
 # --- the clients -----------------------------------------------------------
 client() { # NAME IP ROLE MAC
@@ -126,9 +72,9 @@ for t in ping dns http big reject spoof; do
 done
 grep '^TESTBED-GUEST' "$la" | sed 's/^/client-a: /'
 check client-b-ping wait_line "$lb" '^TESTBED-GUEST ping ok' 60
-fresh_status
-check moat-counted-the-spoof [ "$(status netback drop.spoofed)" -ge 1 ]
-check moat-counted-the-reject [ "$(status nat icmp.sent.reject)" -ge 1 ]
+moat_fresh_status
+check moat-counted-the-spoof [ "$(moat_status netback drop.spoofed)" -ge 1 ]
+check moat-counted-the-reject [ "$(moat_status nat icmp.sent.reject)" -ge 1 ]
 
 # --- a flood from client-b while client-a fetches -----------------------------
 touch /srv/flood-now
@@ -152,18 +98,18 @@ while [ "$i" -lt "$cycles" ]; do
   wait_for 60 connected "$a" "$dev" || { fail "cycle-$i-connect" "vif $dev not connected"; break; }
 done
 [ "$i" -eq "$cycles" ] && connected "$a" "$dev" && ok "vif-detach-attach-$cycles-cycles"
-fresh_status
-fresh_status
-check moat-channels-after-cycles [ "$(status netback held.channels)" = 2 ]
-check moat-maps-after-cycles [ "$(status netback held.maps)" = 4 ]
-check moat-watches-after-cycles [ "$(status netback held.watches)" = 2 ]
-check moat-connects-counted [ "$(status netback vif.connects)" -ge $((cycles + 2)) ]
+moat_fresh_status
+moat_fresh_status
+check moat-channels-after-cycles [ "$(moat_status netback held.channels)" = 2 ]
+check moat-maps-after-cycles [ "$(moat_status netback held.maps)" = 4 ]
+check moat-watches-after-cycles [ "$(moat_status netback held.watches)" = 2 ]
+check moat-connects-counted [ "$(moat_status netback vif.connects)" -ge $((cycles + 2)) ]
 # Buffers not yet home may rest in the free rings on their way back (each
 # consumer is woken for a batch of 1/32 of its ring: 32 of 1024 here, on
 # two rings back to netback), never more; a leak per cycle would pass that.
-echo "moat: netback held.buffers=$(status netback held.buffers) after the cycles"
-check moat-buffers-home [ "$(status netback held.buffers)" -le 64 ]
-check moat-ops-refused-none [ "$(status netback error.ops_refused)" = 0 ]
+echo "moat: netback held.buffers=$(moat_status netback held.buffers) after the cycles"
+check moat-buffers-home [ "$(moat_status netback held.buffers)" -le 64 ]
+check moat-ops-refused-none [ "$(moat_status netback error.ops_refused)" = 0 ]
 grep '^moat: ops:' "$log" | tail -n 4
 # The image's last check before Xen writes for the drivers (pvh xen/fence.rs):
 # a copy, map or grant outside the arena and the devices' pages is a bug above.
