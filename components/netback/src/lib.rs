@@ -81,8 +81,13 @@ pub struct NetbackConfig {
 }
 
 impl Default for NetbackConfig {
+    /// `rx_queue` holds a burst the uplink brings in one go (netfront posts
+    /// ~190 buffers to sys-net): at 64 frames, downloads on real Xen lost
+    /// frames here (`rx.queue_full`) and TCP retransmitted 51–117 times per
+    /// 10 s; at 256, none and 1–4 (BENCHMARKS.md, "Real Xen: iperf3").
+    /// It costs 16 B per frame per client slot: 256 KiB at 64 clients.
     fn default() -> Self {
-        NetbackConfig { max_clients: 64, rx_queue: 64, tx_per_round: 16, rx_per_round: 16 }
+        NetbackConfig { max_clients: 64, rx_queue: 256, tx_per_round: 16, rx_per_round: 16 }
     }
 }
 

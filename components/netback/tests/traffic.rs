@@ -7,7 +7,9 @@ use bed::*;
 use etherparse::{LinkSlice, NetSlice, SlicedPacket};
 use moat_net::meta::{Iface, Meta, flags};
 use moat_net::testing;
+use moat_netback::NetbackConfig;
 use moat_xen::netif::{rsp, rxf};
+use moat_xen::ops::Caps;
 
 const C7: [u8; 4] = [10, 137, 0, 7];
 
@@ -135,7 +137,9 @@ fn packets_reach_the_client_with_a_link_header() {
 
 #[test]
 fn packets_wait_for_rx_buffers_and_overflow_is_dropped() {
-    let mut b = bed();
+    // A queue of 64, so that it overflows before the bed's 256 buffers run out.
+    let caps = Caps { grant_copy: true, grant_access: false, event_channels: 64 };
+    let mut b = bed_with(NetbackConfig { rx_queue: 64, ..config() }, caps);
     b.add_client(7, 0, C7);
     b.fronts[0].post_rx = false;
     b.settle();
