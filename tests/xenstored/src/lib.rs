@@ -89,35 +89,42 @@
 //!   (oxenstored newest watch first, the test store oldest first).
 //!
 //! Against the real cxenstored of Xen 4.17 the comparison has been run
-//! once (2026-11-30, `tests/xen` scenario `xenstore-compare` with
-//! `--file daemon=FILE` holding `cxenstored`; transcripts in
-//! `tests/xs-compare/recorded/cx-4.17-*.txt`; not in the suite, and
-//! `known.rs` has no cxenstored entries yet): 30 of 65 sections matched.
-//! The first difference of each other section:
+//! once on real Xen (2026-11-30, `tests/xen` scenario `xenstore-compare`
+//! with `--file daemon=FILE` holding `cxenstored`; not in the suite). Its
+//! transcripts are kept in `tests/xs-compare/recorded/cx-4.17-*.txt`, and
+//! every run of the suite compares the script's sections (as dom0 and as a
+//! domain) with fresh test-store runs on the host, up to the `cx-*` and
+//! `*-ops-*` entries of `known.rs` (`tests/xs-compare/tests/recorded.rs`).
+//! What that run showed:
 //! * A change's watch event reaches the connection that made it *before*
-//!   the reply to its request (oxenstored and the test store: after).
-//!   Most of the watch and transaction sections differ only by this.
+//!   the reply to its request (oxenstored: after). The test store does
+//!   either ([`XenStored::own_events_first`]); compared with cxenstored it
+//!   takes cxenstored's order, and the xenstore component is tested in
+//!   both.
+//! * A commit fires one event per node changed (the test store one per
+//!   change); a transaction that only added a child commits although
+//!   another child was added meanwhile (the test store: `EAGAIN`).
 //! * Quotas: a domain's 129th watch is refused with `E2BIG`, its 11th
-//!   open transaction with `ENOSPC`, a 2048-byte value with `ENOSPC`; an
-//!   absolute path of 3072 bytes is `EINVAL`. The test store has none.
-//! * `TRANSACTION_START` inside a transaction is `EBUSY` (as oxenstored;
-//!   the test store's `EINVAL` is not cxenstored's after all); `SET_PERMS`
-//!   by a domain that does not own the node is `EPERM` (test store
-//!   `EACCES`); an unknown `CONTROL` command is `EINVAL` (test store
-//!   `ENOSYS`); `GET_DOMAIN_PATH abc` answers `/local/domain/0` (lenient,
-//!   as oxenstored).
-//! * An unknown message type (`XS_RESTRICT`, a client's `WATCH_EVENT`) is
-//!   answered `ENOSYS` and the connection kept (the test store drops it;
-//!   "as cxenstored" was wrong). A payload over 4096 bytes drops the
-//!   connection, as the test store does.
+//!   open transaction and its values of 2048 bytes and more with `ENOSPC`;
+//!   an absolute path of 3072 bytes is `EINVAL` (as oxenstored).
+//! * Error codes: `TRANSACTION_START` inside a transaction is `EBUSY` (as
+//!   oxenstored; the test store's `EINVAL` is neither's); `SET_PERMS` by a
+//!   domain that does not own the node is `EPERM` (test store `EACCES`);
+//!   below a node the caller may not read, a missing node is `EACCES` for
+//!   reads and removals (test store `ENOENT`, and OK for the removal); an
+//!   unknown `CONTROL` command is `EINVAL`, `RELEASE` of an unknown domain
+//!   `ENOENT` (test store `ENOSYS`); `GET_DOMAIN_PATH abc` answers
+//!   `/local/domain/0` (lenient, as oxenstored).
+//! * An unknown message type is answered `ENOSYS` and the connection kept
+//!   (the test store drops it); a payload over 4096 bytes drops it.
 //! * Permissions naming a domain that does not exist are refused with
-//!   `ENOENT`: the component section's toolstack, which gives made-up
-//!   frontend domains (7, 8, 9, 40) their device directories, fails there,
-//!   so the xenstore component has not yet been run against cxenstored
-//!   past its start-up (identity, status key, watches: those matched).
-//!   That needs real (paused) frontend domains in the script.
-//! * dom0's directory has no `control` node after the scenario swaps the
-//!   daemon (setup, not the store).
+//!   `ENOENT`. The component section's toolstack gives made-up frontend
+//!   domains (7, 8, 9, 40) their device directories and fails there, so
+//!   the xenstore component has met cxenstored only in its start-up
+//!   (identity, status key, watches: those matched); the rest needs real
+//!   (paused) frontend domains in that script.
+//! * dom0's home has no `control` after the scenario swaps the daemon
+//!   (setup, not the store).
 
 pub mod client;
 pub mod db;

@@ -40,7 +40,34 @@ use crate::link::{Link, Shared, TestLink};
 /// runs: what `xen-init-dom0` writes (`/local/domain/0` with `domid`,
 /// `name` and `control/feature-*`, and `/local/pool/0`).
 pub fn test_store() -> Shared {
+    test_store_like(Daemon::Ox)
+}
+
+/// The real daemon a comparison is against: the test store takes its
+/// event order from it (`XenStored::own_events_first`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Daemon {
+    /// oxenstored: a request's own events after its reply.
+    Ox,
+    /// cxenstored (what Qubes runs): before it.
+    Cx,
+}
+
+impl Daemon {
+    /// `ox` or `cx`, as the check names and `--daemon` spell them.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "ox" => Some(Daemon::Ox),
+            "cx" => Some(Daemon::Cx),
+            _ => None,
+        }
+    }
+}
+
+/// [`test_store`] with `daemon`'s event order.
+pub fn test_store_like(daemon: Daemon) -> Shared {
     let mut s = XenStored::new();
+    s.own_events_first = daemon == Daemon::Cx;
     for (k, v) in [
         ("/local/domain/0/domid", "0"),
         ("/local/domain/0/name", "Domain-0"),
@@ -94,7 +121,12 @@ impl ops::Domains for TestDomains {
 
 /// The script against the test store.
 pub fn ops_on_test_store(client: &Client, spare: bool) -> Vec<String> {
-    let store = test_store();
+    ops_on_test_store_like(Daemon::Ox, client, spare)
+}
+
+/// [`ops_on_test_store`] with `daemon`'s event order.
+pub fn ops_on_test_store_like(daemon: Daemon, client: &Client, spare: bool) -> Vec<String> {
+    let store = test_store_like(daemon);
     let log = new_log();
     let (link, domid) = match client {
         Client::Dom0 => (TestLink::dom0(&store), 0),
@@ -118,7 +150,12 @@ pub fn ops_on<A: Link, B: Link>(c: A, t: B, view: ops::View, domains: &mut dyn o
 
 /// The component against the test store, as domain `domid` called `name`.
 pub fn component_on_test_store(domid: u16, name: &str, net: u16) -> Vec<String> {
-    let store = test_store();
+    component_on_test_store_like(Daemon::Ox, domid, name, net)
+}
+
+/// [`component_on_test_store`] with `daemon`'s event order.
+pub fn component_on_test_store_like(daemon: Daemon, domid: u16, name: &str, net: u16) -> Vec<String> {
+    let store = test_store_like(daemon);
     let log = new_log();
     let mut t = Conn::new(TestLink::dom0(&store), "t", &log);
     let s = store.clone();

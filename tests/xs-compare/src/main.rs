@@ -31,7 +31,7 @@ use std::process::{Command, ExitCode};
 use std::time::Duration;
 
 use moat_xs_compare::link::{RingLink, StreamLink, TestLink};
-use moat_xs_compare::{Client, compare, ops, slug};
+use moat_xs_compare::{Client, Daemon, compare, ops, slug};
 
 struct Args {
     mode: String,
@@ -119,12 +119,13 @@ fn ring(a: &Args) -> Result<RingLink, String> {
 
 fn run() -> Result<bool, String> {
     let a = args()?;
+    let like = Daemon::parse(&a.daemon).ok_or(format!("--daemon must be ox or cx, not {}", a.daemon))?;
     let (what, real, test) = match a.mode.as_str() {
         "ops-dom0" => {
             let spare = a.spare_kernel.is_some();
             let mut domains = XlDomains { kernel: a.spare_kernel.clone().unwrap_or_default() };
             let real = moat_xs_compare::ops_on(socket(&a)?, socket(&a)?, ops::View { domid: 0, spare }, &mut domains);
-            (a.mode.as_str(), real, moat_xs_compare::ops_on_test_store(&Client::Dom0, spare))
+            (a.mode.as_str(), real, moat_xs_compare::ops_on_test_store_like(like, &Client::Dom0, spare))
         }
         "ops-domain" => {
             let domid = *need(&a.domid, "--domid")?;
@@ -132,12 +133,12 @@ fn run() -> Result<bool, String> {
             let mut none = XlDomains { kernel: PathBuf::new() };
             let real = moat_xs_compare::ops_on(ring(&a)?, socket(&a)?, view, &mut none);
             let client = Client::Domain { domid, name: a.name.clone() };
-            (a.mode.as_str(), real, moat_xs_compare::ops_on_test_store(&client, false))
+            (a.mode.as_str(), real, moat_xs_compare::ops_on_test_store_like(like, &client, false))
         }
         "component" => {
             let domid = *need(&a.domid, "--domid")?;
             let real = moat_xs_compare::component_on(ring(&a)?, socket(&a)?, domid, 40, Duration::from_millis(800));
-            (a.mode.as_str(), real, moat_xs_compare::component_on_test_store(domid, &a.name, 40))
+            (a.mode.as_str(), real, moat_xs_compare::component_on_test_store_like(like, domid, &a.name, 40))
         }
         "again" => {
             let p = need(&a.real, "--real")?;
@@ -145,12 +146,18 @@ fn run() -> Result<bool, String> {
             let real: Vec<String> = text.lines().map(str::to_string).collect();
             let mode = a.again.as_deref().unwrap_or_default();
             let test = match mode {
-                "ops-dom0" => moat_xs_compare::ops_on_test_store(&Client::Dom0, true),
+                "ops-dom0" => moat_xs_compare::ops_on_test_store_like(like, &Client::Dom0, true),
                 "ops-domain" => {
                     let domid = *need(&a.domid, "--domid")?;
-                    moat_xs_compare::ops_on_test_store(&Client::Domain { domid, name: a.name.clone() }, false)
+                    moat_xs_compare::ops_on_test_store_like(
+                        like,
+                        &Client::Domain { domid, name: a.name.clone() },
+                        false,
+                    )
                 }
-                "component" => moat_xs_compare::component_on_test_store(*need(&a.domid, "--domid")?, &a.name, 40),
+                "component" => {
+                    moat_xs_compare::component_on_test_store_like(like, *need(&a.domid, "--domid")?, &a.name, 40)
+                }
                 m => return Err(format!("unknown mode {m} to compare again")),
             };
             (mode, real, test)
