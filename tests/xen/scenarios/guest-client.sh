@@ -3,22 +3,11 @@
 # to testbed_gw= and the default route through it (moat answers ARP for
 # every address). Role a tests, role b floods when told; every result is a
 # TESTBED-GUEST line on the console.
-for a in $(cat /proc/cmdline); do
-  case "$a" in
-    testbed_ip=*) addr=${a#*=} ;;
-    testbed_gw=*) gw=${a#*=} ;;
-    testbed_role=*) role=${a#*=} ;;
-    testbed_sum=*) sum=${a#*=} ;;
-  esac
-done
+. /testbed/guest-lib.sh
+role=$(arg role)
+sum=$(arg sum)
 srv=10.140.0.2
-say() { echo "TESTBED-GUEST $*"; }
-i=0
-while [ ! -e /sys/class/net/eth0 ] && [ $i -lt 200 ]; do sleep 0.1; i=$((i + 1)); done
-ip link set eth0 up
-ip addr add "$addr/32" dev eth0
-ip route add "$gw/32" dev eth0
-ip route add default via "$gw" dev eth0
+routed "$(arg ip)" "$(arg gw)"
 echo "nameserver 10.139.1.1" >/etc/resolv.conf
 # The first packets may go while moat's side still connects.
 i=0

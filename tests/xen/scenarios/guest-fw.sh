@@ -7,26 +7,17 @@
 # checksum offloads off on eth0 and the vif, as moat's drivers have none.
 # nft, ethtool and iperf3 are Debian's, in /usr (guest-init's PATH has busybox only).
 export PATH="$PATH:/usr/sbin:/usr/bin"
-for a in $(cat /proc/cmdline); do
-  case "$a" in
-    testbed_ip=*) addr=${a#*=} ;;
-    testbed_client=*) client=${a#*=} ;;
-    testbed_offload=*) offload=${a#*=} ;;
-  esac
-done
-say() { echo "TESTBED-GUEST $*"; }
+. /testbed/guest-lib.sh
+addr=$(arg ip)
+client=$(arg client)
+offload=$(arg offload)
 # crc32c first: libcrc32c (conntrack's) asks the crypto API for it when it
 # loads, and busybox's modprobe does not follow the soft dependency.
 for m in xen-netback crc32c_generic nf_conntrack nf_nat nf_tables nft_ct nft_chain_nat nft_masq nft_reject_ipv4; do
   modprobe "$m" || say "modprobe $m failed"
 done
 noffload() { ethtool -K "$1" sg off tso off gso off gro off tx off rx off >/dev/null 2>&1 || say "ethtool $1 failed"; }
-i=0
-while [ ! -e /sys/class/net/eth0 ] && [ $i -lt 200 ]; do sleep 0.1; i=$((i + 1)); done
-ip link set eth0 up
-ip addr add "$addr/32" dev eth0
-ip route add 10.138.0.1/32 dev eth0
-ip route add default via 10.138.0.1 dev eth0
+routed "$addr" 10.138.0.1
 [ "$offload" = off ] && noffload eth0
 echo 1 >/proc/sys/net/ipv4/ip_forward
 

@@ -5,23 +5,12 @@
 # upload then download (-R), and prints what the receiver counted.
 # nft, ethtool and iperf3 are Debian's, in /usr (guest-init's PATH has busybox only).
 export PATH="$PATH:/usr/sbin:/usr/bin"
-for a in $(cat /proc/cmdline); do
-  case "$a" in
-    testbed_ip=*) addr=${a#*=} ;;
-    testbed_gw=*) gw=${a#*=} ;;
-    testbed_side=*) side=${a#*=} ;;
-    testbed_secs=*) secs=${a#*=} ;;
-    testbed_offload=*) offload=${a#*=} ;;
-  esac
-done
+. /testbed/guest-lib.sh
+side=$(arg side)
+secs=$(arg secs)
+offload=$(arg offload)
 srv=10.140.0.2
-say() { echo "TESTBED-GUEST $*"; }
-i=0
-while [ ! -e /sys/class/net/eth0 ] && [ $i -lt 200 ]; do sleep 0.1; i=$((i + 1)); done
-ip link set eth0 up
-ip addr add "$addr/32" dev eth0
-ip route add "$gw/32" dev eth0
-ip route add default via "$gw" dev eth0
+routed "$(arg ip)" "$(arg gw)"
 [ "$offload" = off ] && { ethtool -K eth0 sg off tso off gso off gro off tx off rx off >/dev/null 2>&1 || say "ethtool eth0 failed"; }
 say offloads "$(ethtool -k eth0 2>/dev/null | grep -E '^(tcp-segmentation-offload|generic-receive-offload|scatter-gather):' | tr '\n' ' ')"
 i=0
