@@ -81,6 +81,7 @@ memory = 256
 vcpus = 1
 on_poweroff = "destroy"
 on_crash = "destroy"
+on_reboot = "preserve"
 $3
 CFG
   echo "/tmp/$1.cfg"
@@ -178,6 +179,7 @@ maxmem = 32
 vcpus = 1
 on_poweroff = "destroy"
 on_crash = "preserve"
+on_reboot = "preserve"
 vif = ['ip=$2,mac=00:16:3e:00:00:02,script=/tmp/vif-uplink']
 CFG
   if ! xl create /tmp/moat.cfg >/results/xl-create-moat.txt 2>&1 && ! xl domid moat >/dev/null 2>&1; then

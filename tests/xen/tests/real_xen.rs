@@ -106,14 +106,43 @@ const MOAT_CHECKS: &[&str] = &[
 #[test]
 #[ignore = "diagnostic for moat_on_real_xen failures; run with --run-ignored all"]
 fn moat_scenario_passes_with_the_reference_guest() {
-    let image = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("tiny-pvh");
-    let built = std::process::Command::new(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tiny-pvh/build"))
-        .arg(&image)
-        .status()
-        .expect("cannot run tiny-pvh/build");
-    assert!(built.success(), "tiny-pvh did not build");
+    let image = build_tiny_pvh("tiny-pvh", &[]);
     let run = run_scenario("moat-on-xen-tiny", "moat-on-xen", &[("moat.pvh", &image)]);
     run.assert_checks(MOAT_CHECKS);
+}
+
+/// The crash report dom0 writes for every domain a scenario leaves crashed
+/// (`scripts/crash-report`: registers, code at rip, stack, IDT), checked on
+/// a guest that triple-faults on purpose with a known stack
+/// (`tiny-pvh/crash.S`): what the next emulator triple fault in a
+/// scenario will be read from.
+#[test]
+fn crash_report_on_real_xen() {
+    let image = build_tiny_pvh("crash-pvh", &["crash"]);
+    let run = run_scenario("crash-report", "crash-report", &[("crash-pvh", &image)]);
+    run.assert_checks(&[
+        "crashy-create",
+        "crashy-triple-fault",
+        "crashy-preserved",
+        "crash-report-registers",
+        "crash-report-code",
+        "crash-report-stack",
+        "crash-report-idt",
+        "crashy-destroyed",
+    ]);
+}
+
+/// Builds `tiny-pvh/build OUT ARGS` to `OUT` in the test's scratch
+/// directory and returns its path.
+fn build_tiny_pvh(name: &str, args: &[&str]) -> PathBuf {
+    let image = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(name);
+    let built = std::process::Command::new(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tiny-pvh/build"))
+        .arg(&image)
+        .args(args)
+        .status()
+        .expect("cannot run tiny-pvh/build");
+    assert!(built.success(), "tiny-pvh/build {name} failed");
+    image
 }
 
 /// Builds a workspace binary with cargo (a no-op when it is up to date) and
