@@ -25,15 +25,27 @@ now_ms() { awk '{ printf "%d\n", $1 * 1000 }' /proc/uptime; }
 # The PV console of a domain as xenconsoled logs it.
 console_log() { echo "/var/log/xen/console/guest-$1.log"; }
 
-# wait_line FILE EXTENDED-REGEX SECONDS: poll until FILE has a matching line.
+# wait_line FILE EXTENDED-REGEX SECONDS [DOMAIN...]: poll until FILE has a
+# matching line. With DOMAINs, give up early (after saying so) once one of
+# them has stopped running: a crashed guest will not print the line.
 wait_line() {
-  end=$(($(now_ms) + $3 * 1000))
+  f=$1 re=$2 end=$(($(now_ms) + $3 * 1000)) n=0
+  shift 3
   while [ "$(now_ms)" -lt "$end" ]; do
-    grep -Eq -- "$2" "$1" 2>/dev/null && return 0
+    grep -Eq -- "$re" "$f" 2>/dev/null && return 0
+    n=$((n + 1))
+    if [ $((n % 40)) = 0 ]; then
+      for d in "$@"; do
+        running "$d" || { echo "TESTBED-NOTE $d stopped running while waiting for '$re'"; return 1; }
+      done
+    fi
     sleep 0.05
   done
   return 1
 }
+
+# running DOMAIN: xl lists it, neither crashed nor shut down.
+running() { xl list "$1" 2>/dev/null | awk 'NR == 2 && $5 !~ /[cs]/ { ok = 1 } END { exit !ok }'; }
 
 # wait_gone NAME SECONDS: until xl no longer lists the domain.
 wait_gone() {

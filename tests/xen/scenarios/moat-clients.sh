@@ -56,7 +56,12 @@ pa=$!
 boot_timed client-b "$(client client-b 10.137.0.11 b 00:16:3e:5e:6c:0b)" '^TESTBED-GUEST ready' 400 &
 pb=$!
 # Only these two: a bare `wait` would wait for tiny-dns too, for ever.
-wait "$pa" "$pb"
+# A client that did not come up fails the run here: every later check
+# would otherwise wait out its own time bound for nothing.
+if ! wait "$pa" || ! wait "$pb"; then
+  finish
+  exit 0
+fi
 a=$(xl domid client-a)
 b=$(xl domid client-b)
 be() { xenstore-read "/local/domain/$moat/backend/vif/$1/$2/state" 2>/dev/null; }
@@ -68,7 +73,7 @@ check client-b-vif-connected wait_for 60 connected "$b" 0
 la=$(console_log client-a)
 lb=$(console_log client-b)
 for t in ping dns http big reject spoof; do
-  check "client-a-$t" wait_line "$la" "^TESTBED-GUEST $t ok" 600
+  check "client-a-$t" wait_line "$la" "^TESTBED-GUEST $t ok" 600 moat client-a
 done
 grep '^TESTBED-GUEST' "$la" | sed 's/^/client-a: /'
 check client-b-ping wait_line "$lb" '^TESTBED-GUEST ping ok' 60
@@ -81,9 +86,9 @@ touch /srv/flood-now
 check client-b-flooding wait_line "$lb" '^TESTBED-GUEST flood started' 60
 t0=$(now_ms)
 touch /srv/fetch-now
-check client-a-fetch-under-flood wait_line "$la" '^TESTBED-GUEST flood-fetch ok' 300
+check client-a-fetch-under-flood wait_line "$la" '^TESTBED-GUEST flood-fetch ok' 300 moat client-a
 echo "TESTBED-TIME client-a-fetch-10MB-under-flood $(($(now_ms) - t0))"
-check client-b-flood-done wait_line "$lb" '^TESTBED-GUEST flood done' 300
+check client-b-flood-done wait_line "$lb" '^TESTBED-GUEST flood done' 300 moat client-b
 
 # --- detach and re-attach client-a's vif --------------------------------------
 gone() { ! xenstore-exists "/local/domain/$moat/backend/vif/$a/$1"; }

@@ -224,7 +224,6 @@ fn moat_clients_on_real_xen() {
 /// the suite sends real clients' traffic through moat on real Xen on every
 /// run: every check of the whole one, at a few minutes of QEMU.
 #[test]
-#[ignore = "moat triple-faulted twice in one CI run (2026-11-30 21:59, RIP 0x156408 in int3 padding, cr2 0, moat's own state): under investigation, tests/xen/README.md; run with --run-ignored all"]
 fn moat_clients_quick_on_real_xen() {
     moat_clients("moat-clients-quick", 5, 16);
 }
