@@ -28,15 +28,17 @@ console_log() { echo "/var/log/xen/console/guest-$1.log"; }
 # wait_line FILE EXTENDED-REGEX SECONDS [DOMAIN...]: poll until FILE has a
 # matching line. With DOMAINs, give up early (after saying so) once one of
 # them has stopped running: a crashed guest will not print the line.
+# (sh has no local variables: the names are the function's own, since a
+# caller such as check() keeps its own in n, f and the like.)
 wait_line() {
-  f=$1 re=$2 end=$(($(now_ms) + $3 * 1000)) n=0
+  wl_file=$1 wl_re=$2 wl_end=$(($(now_ms) + $3 * 1000)) wl_polls=0
   shift 3
-  while [ "$(now_ms)" -lt "$end" ]; do
-    grep -Eq -- "$re" "$f" 2>/dev/null && return 0
-    n=$((n + 1))
-    if [ $((n % 40)) = 0 ]; then
-      for d in "$@"; do
-        running "$d" || { echo "TESTBED-NOTE $d stopped running while waiting for '$re'"; return 1; }
+  while [ "$(now_ms)" -lt "$wl_end" ]; do
+    grep -Eq -- "$wl_re" "$wl_file" 2>/dev/null && return 0
+    wl_polls=$((wl_polls + 1))
+    if [ $((wl_polls % 40)) = 0 ]; then
+      for wl_dom in "$@"; do
+        running "$wl_dom" || { echo "TESTBED-NOTE $wl_dom stopped running while waiting for '$wl_re'"; return 1; }
       done
     fi
     sleep 0.05
@@ -199,6 +201,8 @@ CFG
     return 1
   fi
   ok moat-create
+  # For the Rust side: which domain's triple fault would be moat's.
+  echo "TESTBED-NOTE moat-domid $(xl domid moat)"
   check moat-started wait_line "$(console_log moat)" '^moat: started at' 60
   if wait_line "$(console_log moat)" '^moat: status netfront .*uplink.connected=1' 60; then
     ok moat-uplink-connected
