@@ -4,7 +4,8 @@
 # reboot, on_reboot = "preserve" keeps the domain, and crash-report reads
 # its registers and memory from dom0. It must find what crash.S left: `ud2`
 # at rip, the two marker words on the stack, and an IDT of limit 0. dom0's
-# init runs the same report on every domain a scenario leaves crashed.
+# init runs the same report on every domain a scenario leaves crashed; the
+# Rust test checks that one too (crash-crashy.txt).
 #
 # Input: /scenario/files/crash-pvh (tiny-pvh/build OUT crash).
 . ./lib.sh
@@ -30,6 +31,6 @@ check crash-report-registers grep -Eq '^ +rip 0x0*100016 ' /results/crash-report
 check crash-report-code grep -Eq '^code at rip-16: ([0-9a-f]{2} ){16}0f 0b' /results/crash-report.txt
 check crash-report-stack grep -Eq '^  0x[0-9a-f]+: 0x74616f6d68736172$' /results/crash-report.txt
 check crash-report-idt grep -Eq '^IDT at 0x0:' /results/crash-report.txt
-xl destroy crashy
-check crashy-destroyed wait_gone crashy 30
+# crashy stays: dom0's init writes its own report (crash-crashy.txt) after
+# the scenario, as for any guest a scenario leaves crashed.
 finish
