@@ -2,11 +2,7 @@
  * and code, so the testbed's crash report (scripts/crash-report) can be
  * checked against what it must find: `ud2` at rip, the marker words on the
  * stack, an empty IDT. Built by `build OUT crash`. */
-    .section .note.Xen, "a", @note
-    .balign 4
-    .long 4, 8, 18          /* namesz, descsz, XEN_ELFNOTE_PHYS32_ENTRY */
-    .asciz "Xen"
-    .long _start, 0
+#include "pvh-note.h"
 
     .text
     .globl _start

@@ -1,9 +1,5 @@
 /* PVH entry: 32-bit protected mode, paging off, no stack. */
-    .section .note.Xen, "a", @note
-    .balign 4
-    .long 4, 8, 18          /* namesz, descsz, XEN_ELFNOTE_PHYS32_ENTRY */
-    .asciz "Xen"
-    .long _start, 0
+#include "pvh-note.h"
 
     .text
     .globl _start
